@@ -1,0 +1,64 @@
+"""Names shared by every layer: cell classes, WBC types and the cell-table columns.
+
+A cell table is a ``dict[str, numpy.ndarray]`` of equal-length 1-D columns (like
+``skimage.measure.regionprops_table``); the pipeline turns it into a pandas/arrow table
+at the edges. Coordinates are in level-0 pixels of the image they came from
+(``y`` = row, ``x`` = column, float64 centroids).
+"""
+
+from __future__ import annotations
+
+# Broad cell classes found by segmentation.
+CELL_CLASSES: tuple[str, ...] = ("rbc", "wbc", "platelet")
+
+# The five mature WBC types of the peripheral differential, plus blasts.
+WBC_TYPES: tuple[str, ...] = (
+    "neutrophil",
+    "lymphocyte",
+    "monocyte",
+    "eosinophil",
+    "basophil",
+)
+BLAST = "blast"
+
+# Reference ranges of the differential, in percent of WBCs (peripheral blood, adults).
+DIFFERENTIAL_REFERENCE: dict[str, tuple[float, float]] = {
+    "neutrophil": (40.0, 60.0),
+    "lymphocyte": (20.0, 40.0),
+    "monocyte": (2.0, 8.0),
+    "eosinophil": (1.0, 4.0),
+    "basophil": (0.5, 1.0),
+}
+
+# Columns every stage-level cell table carries, with their numpy dtype kind.
+CELL_COLUMNS: dict[str, str] = {
+    "y": "f8",  # centroid row, px
+    "x": "f8",  # centroid column, px
+    "cls": "U",  # one of CELL_CLASSES
+    "area_px": "i8",
+    "area_um2": "f8",
+    "perimeter_um": "f8",
+    "equivalent_diameter_um": "f8",
+    "circularity": "f8",  # 4*pi*A/P^2, 1 for a disc
+    "solidity": "f8",
+    "eccentricity": "f8",
+    "irregular": "?",  # documented rule in hemoflow.stages.features
+    "bbox_y0": "i8",
+    "bbox_x0": "i8",
+    "bbox_y1": "i8",
+    "bbox_x1": "i8",
+}
+
+# Added by classification (rows with cls != "wbc" hold "" and nan).
+CLASS_COLUMNS: dict[str, str] = {
+    "wbc_type": "U",
+    "wbc_confidence": "f8",
+}
+
+# Added by the pipeline.
+SLIDE_COLUMNS: dict[str, str] = {
+    "slide": "U",
+    "patient_id": "U",
+    "y_um": "f8",
+    "x_um": "f8",
+}
