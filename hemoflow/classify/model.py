@@ -1,0 +1,333 @@
+"""WBC classifier: a compact residual CNN, kept apart from pre- and post-processing.
+
+:class:`WbcNet` is the bare network (normalised float tensor in, logits out).
+:class:`WbcClassifier` wraps it with its :class:`~hemoflow.classify.config.ModelIOConfig`
+and does the rest: uint8 crops in, class names and probabilities out, in batches, under
+``torch.inference_mode``; on CUDA with autocast (bf16 where supported, else fp16) and
+``channels_last`` memory format.
+
+>>> from hemoflow.classify import load_default_model
+>>> import numpy as np
+>>> clf = load_default_model()
+>>> crops = np.full((2, clf.io.input_size, clf.io.input_size, 3), 200, np.uint8)
+>>> labels, probs = clf.predict(crops)
+>>> probs.shape == (2, len(clf.io.classes))
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hemoflow.classify.config import ModelIOConfig, default_weights_path
+from hemoflow.errors import ModelError, UnsupportedImageError
+
+__all__ = [
+    "WbcNet",
+    "WbcClassifier",
+    "load_model",
+    "load_default_model",
+    "save_model",
+    "FORMAT",
+]
+
+log = logging.getLogger(__name__)
+
+#: Tag stored in every weights file; bumped when the layout changes.
+FORMAT = "hemoflow.wbc/1"
+DEFAULT_ARCH: dict[str, Any] = {"name": "WbcNet", "widths": [24, 32, 64, 128], "dropout": 0.1}
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with a (projected) shortcut, ResNet "basic block" style."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(cin, cout, stride), nn.ReLU(inplace=True), *_conv_bn(cout, cout)
+        )
+        if stride == 1 and cin == cout:
+            self.short: nn.Module = nn.Identity()
+        else:
+            self.short = nn.Sequential(*_conv_bn(cin, cout, stride, k=1))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.short(x))
+
+
+class WbcNet(nn.Module):
+    """Compact residual CNN for 96x96 crops (~0.3 M parameters, ~40 M MACs per crop).
+
+    stem (3x3/2) -> 3x3 -> 3 residual stages (/2 each) -> global average pool -> linear.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of logits.
+    widths : sequence of 4 ints
+        Channels of the stem and of the three residual stages.
+    dropout : float
+        Dropout before the linear head (training only).
+    """
+
+    def __init__(
+        self, n_classes: int, widths: Sequence[int] = (24, 32, 64, 128), dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        w = [int(v) for v in widths]
+        if len(w) != 4 or min(w) < 1:
+            raise ModelError(f"widths must be 4 positive ints, got {widths!r}")
+        self.stem = nn.Sequential(
+            *_conv_bn(3, w[0], 2), nn.ReLU(inplace=True), *_conv_bn(w[0], w[0]), nn.ReLU(inplace=True)
+        )
+        self.stages = nn.Sequential(ResBlock(w[0], w[1], 2), ResBlock(w[1], w[2], 2), ResBlock(w[2], w[3], 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(w[3], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.head(self.drop(torch.flatten(self.pool(x), 1)))
+
+
+def build_network(arch: Mapping[str, Any], n_classes: int) -> WbcNet:
+    """Instantiate the network an ``arch`` dict (as stored in a weights file) describes."""
+    if arch.get("name") != "WbcNet":
+        raise ModelError(f"unknown network architecture {arch.get('name')!r}")
+    return WbcNet(n_classes, widths=arch.get("widths", (24, 32, 64, 128)), dropout=float(arch.get("dropout", 0.1)))
+
+
+def crops_to_tensor(crops: np.ndarray, io: ModelIOConfig) -> torch.Tensor:
+    """uint8 [N,S,S,3] crops -> normalised float32 [N,3,S,S] tensor (contiguous NCHW)."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(io.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(io.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std).contiguous()
+
+
+def check_crops(crops: Any, io: ModelIOConfig) -> np.ndarray:
+    """Validate a batch of crops against ``io``; return it as a numpy array."""
+    if not isinstance(crops, np.ndarray):
+        raise UnsupportedImageError(f"crops must be a numpy array, got {type(crops).__name__}")
+    s = io.input_size
+    if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != (s, s, 3):
+        raise UnsupportedImageError(
+            f"crops must be uint8[N,{s},{s},3], got {crops.dtype}{list(crops.shape)}"
+        )
+    return crops
+
+
+class WbcClassifier:
+    """A network bound to its I/O config: uint8 crops in, labels and probabilities out.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps normalised float [N,3,S,S] to logits [N,C]; put in eval mode here.
+    io : ModelIOConfig
+        Classes, crop size, µm/px and normalisation.
+    sha256 : str
+        Hash of the weights file the network came from ("" when built in memory).
+    metadata : dict, optional
+        Training metadata (data hash, validation metrics, ...).
+    device : str or torch.device, optional
+        Default "cpu"; "cuda" turns on autocast and channels_last.
+    channels_last : bool, optional
+        Use the NHWC memory format. Default: True on CUDA, False on CPU.
+    amp : bool, optional
+        Run under autocast (bf16 where supported, else fp16). Default: True on CUDA only.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        io: ModelIOConfig,
+        *,
+        sha256: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        channels_last: bool | None = None,
+        amp: bool | None = None,
+    ) -> None:
+        self.io = io
+        self.sha256 = sha256
+        self.metadata = dict(metadata or {})
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.channels_last = cuda if channels_last is None else bool(channels_last)
+        self.amp = cuda if amp is None else bool(amp)
+        if self.amp:
+            bf16 = (not cuda) or torch.cuda.is_bf16_supported()
+            self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        else:
+            self.amp_dtype = torch.float32
+        net = network.to(self.device).eval()
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.network = net
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.io.classes
+
+    def __repr__(self) -> str:
+        return (
+            f"WbcClassifier(classes={len(self.io.classes)}, input_size={self.io.input_size}, "
+            f"mpp={self.io.mpp}, device={self.device}, sha256={self.sha256[:12]!r})"
+        )
+
+    def predict_logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Raw logits, float32 [N,C]."""
+        crops = check_crops(crops, self.io)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n = crops.shape[0]
+        out = np.empty((n, self.io.n_classes), np.float32)
+        cuda = self.device.type == "cuda"
+        with torch.inference_mode():
+            for i in range(0, n, int(batch_size)):
+                x = crops_to_tensor(crops[i : i + batch_size], self.io)
+                if cuda:
+                    x = x.pin_memory().to(self.device, non_blocking=True)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                    y = self.network(x)
+                out[i : i + len(x)] = y.float().cpu().numpy()
+        return out
+
+    def predict(self, crops: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
+        """Classify crops.
+
+        Parameters
+        ----------
+        crops : uint8 ndarray [N, S, S, 3]
+            RGB crops with ``S == io.input_size``, sampled at ``io.mpp`` µm/px.
+        batch_size : int
+            Crops per forward pass.
+
+        Returns
+        -------
+        labels : list of str
+            Most probable class name per crop.
+        probs : float32 ndarray [N, C]
+            Softmax probabilities in the order of ``io.classes``.
+        """
+        logits = self.predict_logits(crops, batch_size=batch_size)
+        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
+        idx = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+        return [self.io.classes[i] for i in idx], probs
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_model(
+    path: str | Path,
+    network: nn.Module,
+    io: ModelIOConfig,
+    *,
+    arch: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Write ``path`` (torch weights) and ``path.with_suffix('.json')`` (metadata).
+
+    Returns the sha256 of the weights file. Only plain Python containers and tensors are
+    stored, so the file loads with ``torch.load(weights_only=True)``.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    arch = dict(arch or DEFAULT_ARCH)
+    meta = json.loads(json.dumps(dict(metadata or {})))  # plain types only
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    blob = {"format": FORMAT, "arch": arch, "io": io.to_dict(), "state_dict": state, "metadata": meta}
+    buf = _io.BytesIO()
+    torch.save(blob, buf)
+    data = buf.getvalue()
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, p)
+    digest = _sha256_bytes(data)
+    side = {"format": FORMAT, "weights": p.name, "sha256": digest, "arch": arch, "io": io.to_dict(), **meta}
+    p.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n", encoding="utf-8")
+    return digest
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    channels_last: bool | None = None,
+    amp: bool | None = None,
+) -> WbcClassifier:
+    """Load a weights file written by :func:`save_model`.
+
+    Raises
+    ------
+    ModelError
+        The file is missing, unreadable or corrupt, is not a hemoflow WBC model, its
+        tensors do not fit the architecture, or its ``.json`` sidecar (when present)
+        disagrees with it.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model weights not found: {p}") from None
+    except OSError as e:
+        raise ModelError(f"cannot read model weights {p}: {e}") from None
+    digest = _sha256_bytes(data)
+    try:
+        blob = torch.load(_io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for corrupt files
+        raise ModelError(f"model weights {p} are corrupt or not a torch file: {e}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelError(f"{p} is not a hemoflow WBC model (format {FORMAT!r} expected)")
+    try:
+        io = ModelIOConfig.from_dict(blob["io"])
+        net = build_network(blob["arch"], io.n_classes)
+        net.load_state_dict(blob["state_dict"], strict=True)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"model weights {p} do not match their architecture/classes: {e}") from None
+    side_path = p.with_suffix(".json")
+    if side_path.exists():
+        from hemoflow.classify.config import read_metadata
+
+        side = read_metadata(side_path)
+        if side.get("sha256") not in (None, digest):
+            raise ModelError(f"{side_path} describes a different weights file (sha256 mismatch)")
+        if ModelIOConfig.from_dict(side["io"]) != io:
+            raise ModelError(f"{side_path} I/O config disagrees with the weights in {p}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    return WbcClassifier(
+        net, io, sha256=digest, metadata=blob.get("metadata", {}), device=dev, channels_last=channels_last, amp=amp
+    )
+
+
+def load_default_model(**kwargs: Any) -> WbcClassifier:
+    """Load the shipped classifier (``hemoflow/classify/weights/wbc_default.pt``)."""
+    return load_model(default_weights_path(".pt"), **kwargs)

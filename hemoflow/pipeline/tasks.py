@@ -1,0 +1,275 @@
+"""The functions Dask runs on workers: prepare a slide, analyse a tile, classify a batch,
+finalise a slide, summarise a patient.
+
+Each one is a plain picklable function of plain values; :mod:`hemoflow.pipeline.graph`
+is the only module that submits them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hemoflow.config import JobConfig
+from hemoflow.jobs.ledger import Ledger, slide_key
+from hemoflow.jobs.manifest import SlideEntry
+from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_pixels, plan_tiles
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SlidePlan", "TileResult", "prepare_slide", "run_tile", "classify_batch", "finalize_slide"]
+
+# Central region read to estimate the pixel size when neither manifest nor file gives it.
+_MPP_PROBE = 2048
+
+
+@dataclass
+class SlidePlan:
+    """What a prepared slide needs for its tile tasks (or the reason it failed)."""
+
+    entry: SlideEntry
+    status: str  # "ready" | "done" | "failed"
+    key: str = ""
+    zarr_url: str = ""
+    shape: tuple[int, int] = (0, 0)
+    mpp: float = float("nan")
+    mpp_source: str = ""
+    calibration: Any = None
+    tiles: list[Tile] = field(default_factory=list)
+    error: str = ""
+    summary: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TileResult:
+    slide_id: str
+    tile: int
+    table: dict[str, np.ndarray]
+    crops: np.ndarray
+    seconds: float
+
+    @property
+    def n_wbc(self) -> int:
+        return int(len(self.crops))
+
+    @property
+    def n_cells(self) -> int:
+        return int(len(self.table.get("y", ()))) if self.table else 0
+
+
+def _image_url(out_url: str, slide_id: str) -> str:
+    return f"{out_url.rstrip('/')}/slides/{slide_id}/image.ome.zarr"
+
+
+def prepare_slide(
+    entry: SlideEntry,
+    out_url: str,
+    config: JobConfig,
+    params: Any,
+    crop: Any,
+    model_sha: str,
+) -> SlidePlan:
+    """Hash, check the ledger, ingest to OME-Zarr, calibrate and plan the tiles of one slide.
+
+    Never raises for a bad slide: the plan comes back with ``status="failed"`` and the
+    reason, so one bad slide does not stop the job.
+    """
+    from hemoflow.io import ingest as ingest_mod
+    from hemoflow.io import open_slide
+    from hemoflow.stages import analyze_field, calibrate
+
+    t0 = time.perf_counter()
+    try:
+        chash = ingest_mod.content_hash(entry.slide)
+        key = slide_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "job": config.to_dict(),
+                                "mpp": entry.mpp}, model_sha)
+        done = Ledger(out_url).lookup(entry.slide_id, key)
+        if done is not None:
+            return SlidePlan(entry, "done", key=key, summary=done.get("summary"), seconds=time.perf_counter() - t0)
+        url = entry.slide
+        if not url.rstrip("/").endswith(".zarr"):
+            url = _image_url(out_url, entry.slide_id)
+            ingest_mod.ingest(entry.slide, url, mpp=entry.mpp, chunk=config.chunk, overwrite=True)
+        slide = open_slide(url)
+        slide.require_rgb8()
+        h, w = slide.shape
+        mpp = entry.mpp or slide.mpp
+        source = "manifest" if entry.mpp else ("file" if slide.mpp else "")
+        if not mpp:
+            cy, cx = h // 2, w // 2
+            r = _MPP_PROBE // 2
+            probe = slide.read_region(max(0, cy - r), max(0, cx - r), min(h, cy + r), min(w, cx + r))
+            mpp = analyze_field(probe, mpp=None, params=params, crop=crop).mpp
+            source = "estimated"
+        thumb, _ds = slide.thumbnail()
+        calibration = calibrate(thumb, params=params)
+        halo = config.halo_um / mpp if config.halo_um else halo_pixels(
+            mpp,
+            max_cell_diameter_um=params.max_cell_diameter_um,
+            margin_um=4.0,
+            crop_px=crop.size * crop.mpp / mpp,
+        )
+        tiles = plan_tiles((h, w), config.tile_size, int(np.ceil(halo)))
+        return SlidePlan(entry, "ready", key=key, zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
+                         calibration=calibration, tiles=tiles, seconds=time.perf_counter() - t0)
+    except Exception as exc:  # one bad slide must not stop the batch
+        log.debug("slide %s failed: %s", entry.slide, traceback.format_exc())
+        return SlidePlan(entry, "failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
+
+
+def _crop_dict(crop: Any) -> dict[str, Any]:
+    return {"size": crop.size, "mpp": crop.mpp}
+
+
+def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
+    """Read one tile's window from the slide's Zarr and analyse it (owned cells only)."""
+    from hemoflow.io import open_slide
+
+    t0 = time.perf_counter()
+    slide = open_slide(plan.zarr_url)
+    window = slide.read_region(*tile.window)
+    table, crops = analyze_window(window, tile, mpp=plan.mpp, calibration=plan.calibration, params=params, crop=crop)
+    return TileResult(plan.entry.slide_id, tile.index, table, crops, time.perf_counter() - t0)
+
+
+def classify_batch(tiles: list[TileResult], batch_size: int) -> dict[str, Any]:
+    """Classify the WBC crops of several tiles (of any slides) in large batches.
+
+    Returns ``{"labels": [per tile array], "confidence": [...], "worker": address,
+    "n": crops classified, "seconds": ...}``.
+    """
+    from hemoflow.classify.infer import classify_crops
+
+    t0 = time.perf_counter()
+    sizes = [t.n_wbc for t in tiles]
+    crops = [t.crops for t in tiles if t.n_wbc]
+    labels: list[str] = []
+    conf = np.zeros(0, np.float32)
+    if crops:
+        batch = np.concatenate(crops)
+        labels, probs = classify_crops(batch, batch_size=batch_size)
+        conf = np.asarray(probs, dtype=np.float32).max(axis=1)
+    out_l, out_c, i = [], [], 0
+    for n in sizes:
+        out_l.append(np.asarray(labels[i : i + n], dtype=object))
+        out_c.append(conf[i : i + n])
+        i += n
+    return {"labels": out_l, "confidence": out_c, "worker": _worker_address(), "n": int(sum(sizes)),
+            "n_cells": int(sum(t.n_cells for t in tiles)), "seconds": time.perf_counter() - t0}
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:
+        return "local"
+
+
+def finalize_slide(plan: SlidePlan, tiles: list[TileResult], labels: list[tuple[dict[str, Any], int]], out_url: str):
+    """Join tiles and labels into the slide's cell table, write ``cells.parquet``, summarise
+    the slide, and record it in the ledger (last).
+
+    Returns ``{"cells": DataFrame, "summary": dict}``.
+    """
+    import pandas as pd
+
+    from hemoflow.io import storage
+
+    order = sorted(range(len(tiles)), key=lambda i: tiles[i].tile)
+    tables, types, confs = [], [], []
+    for i in order:
+        t = tiles[i]
+        batch, pos = labels[i]
+        tables.append(t.table)
+        n = t.n_cells
+        wt = np.full(n, "", dtype=object)
+        wc = np.full(n, np.nan)
+        if t.n_wbc:
+            is_wbc = np.asarray(t.table["cls"]) == "wbc"
+            wt[is_wbc] = batch["labels"][pos]
+            wc[is_wbc] = batch["confidence"][pos]
+        types.append(wt)
+        confs.append(wc)
+    table = concat_tables(tables)
+    df = pd.DataFrame({k: v for k, v in table.items()})
+    if len(df):
+        df["wbc_type"] = np.concatenate(types).astype(str)
+        df["wbc_confidence"] = np.concatenate(confs)
+    else:
+        df = _empty_cells()
+    df.insert(0, "slide", plan.entry.slide_id)
+    df.insert(1, "patient_id", plan.entry.patient_id)
+    df["y_um"] = df["y"] * plan.mpp
+    df["x_um"] = df["x"] * plan.mpp
+    df = df.sort_values(["y", "x"], kind="stable").reset_index(drop=True)
+    storage.atomic_write_bytes(f"{out_url.rstrip('/')}/slides/{plan.entry.slide_id}/cells.parquet", _parquet_bytes(df))
+    summary = slide_summary(plan, df, tiles)
+    Ledger(out_url).record(plan.entry.slide_id, plan.key, summary)
+    return {"cells": df, "summary": summary}
+
+
+def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any]:
+    from hemoflow.stats.aggregate import summarize_slide
+
+    e = plan.entry
+    head = {
+        "slide_id": e.slide_id,
+        "slide": e.slide,
+        "patient_id": e.patient_id,
+        "specimen": e.specimen,
+        "status": "ok",
+        "mpp": plan.mpp,
+        "mpp_source": plan.mpp_source,
+        "shape": list(plan.shape),
+        "n_tiles": len(plan.tiles),
+        "tile_seconds": float(sum(t.seconds for t in tiles)),
+    }
+    return {**head, **summarize_slide(df, specimen=e.specimen)}
+
+
+def summarize_patient_cells(patient_id: str, specimen: str, cells: list, slide_ids: list[str]) -> dict[str, Any]:
+    """Pool a patient's slides and summarise them."""
+    import pandas as pd
+
+    from hemoflow.stats.aggregate import summarize_patient
+
+    frames = [c for c in cells if c is not None and len(c)]
+    df = pd.concat(frames, ignore_index=True) if frames else _empty_cells()
+    return {"patient_id": patient_id, "specimen": specimen, "slides": slide_ids,
+            **summarize_patient(df, specimen=specimen)}
+
+
+def _empty_cells():
+    import pandas as pd
+
+    from hemoflow.schema import CELL_COLUMNS, CLASS_COLUMNS
+
+    cols = {**CELL_COLUMNS, **CLASS_COLUMNS}
+    return pd.DataFrame({k: pd.Series([], dtype=("object" if v == "U" else v)) for k, v in cols.items()})
+
+
+def _parquet_bytes(df) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def read_cells(out_url: str, slide_id: str):
+    """Read a finished slide's ``cells.parquet`` back as a DataFrame."""
+    import io
+
+    import pandas as pd
+
+    from hemoflow.io import storage
+
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(f"{out_url.rstrip('/')}/slides/{slide_id}/cells.parquet")))
