@@ -1,0 +1,172 @@
+"""The Python client: start or connect to a cluster, submit jobs, follow and collect them.
+
+>>> import hemoflow                                        # doctest: +SKIP
+>>> with hemoflow.Client() as client:                      # embedded LocalCluster
+...     job = client.submit("manifest.csv", out="results/")
+...     job.progress()                                     # {'slides_done': 1, ...}
+...     result = job.result()                              # {'job', 'slides', 'patients'}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from hemoflow.config import JobConfig
+from hemoflow.errors import JobError
+from hemoflow.jobs.manifest import Manifest, load_manifest
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Client", "Job"]
+
+
+class Job:
+    """A submitted job. ``submit`` returns it at once; the work runs in the background."""
+
+    def __init__(self, runner, client: "Client"):
+        self._runner = runner
+        self._client = client
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"hemoflow-job-{runner.job_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._runner.run()
+        except BaseException as exc:  # surfaced by result()
+            self._error = exc
+
+    @property
+    def id(self) -> str:
+        return self._runner.job_id
+
+    @property
+    def out(self) -> str:
+        return self._runner.out_url
+
+    def progress(self) -> dict[str, int]:
+        """Slides and tiles done out of total, cells found so far, WBCs classified."""
+        return self._runner.progress()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def cancel(self) -> None:
+        """Stop submitting work and cancel what is queued; finished slides stay recorded."""
+        self._runner.cancel()
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the job; return ``{"job": ..., "slides": [...], "patients": [...]}``.
+
+        Failed slides are listed in ``result["job"]["failures"]`` with their reason; the
+        job raises only when it could not run at all.
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"job {self.id} still running after {timeout}s")
+        if self._error is not None:
+            raise JobError(f"job {self.id} failed: {type(self._error).__name__}: {self._error}") from self._error
+        assert self._result is not None
+        return self._result
+
+    def wait(self, poll: float = 0.5, callback=None) -> dict[str, Any]:
+        """Wait, calling ``callback(progress)`` every ``poll`` seconds (progress bars)."""
+        while not self.done():
+            if callback is not None:
+                callback(self.progress())
+            time.sleep(poll)
+        if callback is not None:
+            callback(self.progress())
+        return self.result()
+
+
+class Client:
+    """Start an embedded ``LocalCluster`` (default) or connect to a running scheduler.
+
+    Parameters
+    ----------
+    address : str, optional
+        Scheduler address (``tcp://host:8786``, ``tls://host:8786``) or a
+        ``distributed`` cluster object. ``None`` starts a local cluster of processes.
+    n_workers, threads_per_worker : int, optional
+        Size of the embedded cluster (default: one single-threaded worker per core).
+    security : distributed.security.Security, optional
+        TLS settings when connecting to a TLS scheduler.
+    """
+
+    def __init__(self, address: Any = None, *, n_workers: int | None = None, threads_per_worker: int = 1,
+                 processes: bool = True, security: Any = None, memory_limit: str | None = "auto",
+                 dashboard_address: str | None = None):
+        from distributed import Client as DaskClient
+        from distributed import LocalCluster
+
+        self.cluster = None
+        if address is None:
+            n = n_workers or max(1, os.cpu_count() or 1)
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
+                                        memory_limit=memory_limit, dashboard_address=dashboard_address)
+            self.dask = DaskClient(self.cluster)
+        elif isinstance(address, str):
+            self.dask = DaskClient(address, security=security)
+        else:
+            self.dask = DaskClient(address)
+        self._register_plugins()
+        self._jobs: list[Job] = []
+
+    def _register_plugins(self) -> None:
+        from hemoflow.pipeline.plugins import KernelWarmup
+
+        self.dask.register_plugin(KernelWarmup())
+        try:
+            from hemoflow.classify.infer import ModelPlugin
+        except ImportError:  # pragma: no cover
+            return
+        self.dask.register_plugin(ModelPlugin())
+
+    def submit(self, manifest: Any, out: str, *, config: JobConfig | None = None, params: Any = None,
+               crop: Any = None, job_id: str | None = None) -> Job:
+        """Validate ``manifest`` and the output location, then start the job.
+
+        Raises :class:`~hemoflow.errors.ManifestError` or
+        :class:`~hemoflow.errors.OutputNotWritableError` before anything is written.
+        """
+        from hemoflow.classify.config import default_io_config
+        from hemoflow.classify.model import default_model_sha256
+        from hemoflow.io import storage
+        from hemoflow.pipeline.graph import JobRunner
+        from hemoflow.stages import CropSpec, SegmentParams
+
+        m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        out = storage.normalize_url(out)
+        storage.check_writable(out)
+        io = default_io_config()
+        runner = JobRunner(
+            self.dask, m, out,
+            config=config or JobConfig.from_env(),
+            params=params or SegmentParams(),
+            crop=crop or CropSpec(size=io.input_size, mpp=io.mpp),
+            model_sha=default_model_sha256(),
+            job_id=job_id,
+        )
+        job = Job(runner, self)
+        self._jobs.append(job)
+        return job
+
+    def close(self) -> None:
+        for j in self._jobs:
+            if not j.done():
+                j.cancel()
+        self.dask.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
