@@ -97,7 +97,10 @@ def _print_failures(result: dict[str, Any]) -> None:
 def cmd_run(args) -> int:
     from hemoflow.jobs.manifest import load_manifest
 
+    from hemoflow.io import storage
+
     manifest = load_manifest(args.manifest)
+    storage.check_writable(args.out)  # before a cluster starts: fail fast, write nothing
     with _client(args) as client:
         result = _run_job(client, manifest, args.out, args)
     _print_patients(result["patients"], truth=None)

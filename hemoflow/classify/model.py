@@ -151,7 +151,8 @@ class WbcClassifier:
     device : str or torch.device, optional
         Default "cpu"; "cuda" turns on autocast and channels_last.
     channels_last : bool, optional
-        Use the NHWC memory format. Default: True on CUDA, False on CPU.
+        Use the NHWC memory format. Default: True (faster on CPU and CUDA alike; see
+        ``benchmarks/classify.py``).
     amp : bool, optional
         Run under autocast (bf16 where supported, else fp16). Default: True on CUDA only.
     """
@@ -172,7 +173,7 @@ class WbcClassifier:
         self.metadata = dict(metadata or {})
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
-        self.channels_last = cuda if channels_last is None else bool(channels_last)
+        self.channels_last = True if channels_last is None else bool(channels_last)
         self.amp = cuda if amp is None else bool(amp)
         if self.amp:
             bf16 = (not cuda) or torch.cuda.is_bf16_supported()

@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 __all__ = ["Client", "Job"]
 
 
+def _normalize_out(out: Any) -> str:
+    """Absolute local path (workers may run elsewhere in the tree) or the URL unchanged."""
+    s = os.fspath(out)
+    if s.startswith("file://"):
+        s = s[len("file://"):]
+    if "://" in s:
+        return s.rstrip("/")
+    from pathlib import Path
+
+    return str(Path(s).expanduser().resolve())
+
+
 class Job:
     """A submitted job. ``submit`` returns it at once; the work runs in the background."""
 
@@ -142,7 +154,7 @@ class Client:
         from hemoflow.stages import CropSpec, SegmentParams
 
         m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-        out = storage.normalize_url(out)
+        out = _normalize_out(out)
         storage.check_writable(out)
         io = default_io_config()
         runner = JobRunner(

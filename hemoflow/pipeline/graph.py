@@ -289,7 +289,7 @@ class JobRunner:
         storage.atomic_write_bytes(f"{self.out_url}/patients.json", _dumps(patients))
         _write_csvs(self.out_url, slide_rows, patients)
         storage.atomic_write_bytes(f"{self.out_url}/job.json", _dumps(job))
-        return {"job": job, "slides": slide_rows, "patients": patients}
+        return _clean({"job": job, "slides": slide_rows, "patients": patients})
 
 
 def _get_summary(res: dict[str, Any]) -> dict[str, Any]:

@@ -147,10 +147,10 @@ def cells_to_resolve(
 
     Examples
     --------
-    >>> int(cells_to_resolve(5, 100, 0.02, 0.08))
-    248
-    >>> int(cells_to_resolve(50, 100, 0.40, 0.60))   # already within
-    100
+    >>> int(cells_to_resolve(5, 100, 0.02, 0.08))   # 5 % of 100: CI 1.6-11.3 %
+    319
+    >>> int(cells_to_resolve(50, 200, 0.40, 0.60))  # already within
+    200
     """
     confidence = _check_confidence(confidence)
     k_arr = np.asarray(k, dtype=np.float64)

@@ -1,0 +1,461 @@
+"""Per-slide and per-patient summaries of a cell table.
+
+One core computes everything from a table of cells; a slide summary runs it on the
+cells of one slide, a patient summary on the pooled cells of all the patient's slides
+(pooling counts, not averaging slide percentages, so every cell weighs the same).
+
+The summary is a JSON-serialisable ``dict`` (plain ``int``/``float``/``str``/``None``;
+NaN becomes ``None``). Percentages are in percent (0-100), areas in µm².
+
+How the classifier's labels (``wbc_type``) are counted
+-------------------------------------------------------
+Only rows with ``cls == "wbc"`` carry a ``wbc_type``.
+
+- ``platelet``: a segmented object the classifier calls a platelet (a clump or giant
+  platelet). It is counted as a platelet, not as a white cell.
+- ``erythroblast`` and the four normoblast stages: nucleated red cells. They are not
+  white cells: they are left out of the WBC count and the differential and reported
+  per 100 WBC (the usual nRBC correction).
+- every other label is a white cell. The *differential denominator* is the classified
+  white cells (``wbc_type`` not empty); unclassified ones count towards the WBC total only.
+- the differential's ``neutrophil`` includes ``band_neutrophil`` and
+  ``segmented_neutrophil`` (marrow labels).
+- blast % counts ``blast`` and ``myeloblast``; the *immature fraction* counts blasts plus
+  immature granulocytes (``ig``, ``promyelocyte``, ``myelocyte``, ``metamyelocyte``).
+  Both are flagged against the WHO 20 % blast cut-off; for the immature fraction this is
+  a screening threshold (a large left shift), not a diagnostic criterion.
+
+Bone marrow (``specimen="bone_marrow"``)
+----------------------------------------
+- M:E ratio = myeloid / erythroid nucleated cells. Myeloid: the granulocytic series
+  (myeloblast to segmented neutrophil, ``ig``, ``neutrophil``, ``eosinophil``,
+  ``basophil``); monocytes, lymphocytes and lineage-less ``blast`` are excluded.
+  Erythroid: ``erythroblast`` and the four normoblast stages.
+- The maturation-stage distribution (percent of stage-labelled cells over
+  :data:`MATURATION_STAGES`) is available only when the classifier emits stage labels;
+  otherwise it is reported as unavailable with the reason.
+- The differential is computed but not flagged: peripheral-blood ranges do not apply.
+
+Examples
+--------
+>>> import pandas as pd
+>>> cells = pd.DataFrame({
+...     "cls": ["rbc", "rbc", "wbc", "platelet"],
+...     "area_um2": [40.0, 44.0, 90.0, 5.0],
+...     "irregular": [False, True, False, False],
+...     "wbc_type": ["", "", "neutrophil", ""],
+... })
+>>> s = summarize_slide(cells, specimen="peripheral_blood", slide="s1")
+>>> s["counts"]["rbc"], s["counts"]["wbc"], s["differential"]["neutrophil"]["percent"]
+(2, 1, 100.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hemoflow.errors import HemoflowError
+from hemoflow.schema import BLAST, WBC_TYPES
+from hemoflow.stats.intervals import DEFAULT_CONFIDENCE, cells_to_resolve, clopper_pearson
+from hemoflow.stats.reference import (
+    BLAST_CUTOFF_PERCENT,
+    DIFFERENTIAL_RANGES,
+    NOT_APPLICABLE,
+    cutoff_flag,
+    range_flag,
+)
+
+__all__ = [
+    "SPECIMENS",
+    "ERYTHROID_STAGES",
+    "MYELOID_STAGES",
+    "MATURATION_STAGES",
+    "RBC_AREA_BIN_EDGES",
+    "summarize_slide",
+    "summarize_patient",
+    "flatten_summary",
+    "summaries_to_frames",
+]
+
+SPECIMENS: tuple[str, ...] = ("peripheral_blood", "bone_marrow")
+
+ERYTHROID_STAGES: tuple[str, ...] = (
+    "pronormoblast",
+    "basophilic_normoblast",
+    "polychromatic_normoblast",
+    "orthochromatic_normoblast",
+)
+MYELOID_STAGES: tuple[str, ...] = (
+    "myeloblast",
+    "promyelocyte",
+    "myelocyte",
+    "metamyelocyte",
+    "band_neutrophil",
+    "segmented_neutrophil",
+)
+MATURATION_STAGES: tuple[str, ...] = ERYTHROID_STAGES + MYELOID_STAGES
+
+NUCLEATED_RED = frozenset(("erythroblast",) + ERYTHROID_STAGES)
+PLATELET_LABEL = "platelet"
+BLAST_LABELS = frozenset((BLAST, "myeloblast"))
+IG_LABELS = frozenset(("ig", "promyelocyte", "myelocyte", "metamyelocyte"))
+IMMATURE_LABELS = BLAST_LABELS | IG_LABELS
+NEUTROPHIL_LABELS = frozenset(("neutrophil", "band_neutrophil", "segmented_neutrophil"))
+MYELOID_LABELS = frozenset(MYELOID_STAGES) | {"ig", "neutrophil", "eosinophil", "basophil"}
+
+#: Fixed bins of the RBC area histogram (µm²), shared by every summary so slides add up.
+#: Areas at or above the last edge are counted in ``overflow``.
+RBC_AREA_BIN_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 123, 3))
+
+_REQUIRED = ("cls", "area_um2", "irregular")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _num(v: Any) -> float | None:
+    """A finite float, or None."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _div(a: float, b: float) -> float | None:
+    return None if b == 0 else _num(a / b)
+
+
+def _check_specimen(specimen: str) -> str:
+    if specimen not in SPECIMENS:
+        raise HemoflowError(f"specimen must be one of {SPECIMENS}, got {specimen!r}")
+    return specimen
+
+
+def _check_cells(cells: pd.DataFrame) -> None:
+    if not isinstance(cells, pd.DataFrame):
+        raise HemoflowError(f"cells must be a pandas DataFrame, got {type(cells).__name__}")
+    missing = [c for c in _REQUIRED if c not in cells.columns]
+    if missing:
+        raise HemoflowError(
+            f"cell table lacks column(s) {missing}; it has {sorted(map(str, cells.columns))}"
+        )
+
+
+def _labels(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    cls = cells["cls"].astype(str).to_numpy()
+    if "wbc_type" in cells.columns:
+        wt = cells["wbc_type"].fillna("").astype(str).str.strip().to_numpy()
+    else:
+        wt = np.full(len(cells), "", dtype=object)
+    wt = np.where(cls == "wbc", wt, "")
+    return cls, wt
+
+
+def _proportion(k: int, n: int, *, confidence: float) -> dict[str, Any]:
+    lo, hi = clopper_pearson(k, n, confidence=confidence)
+    return {
+        "count": int(k),
+        "n": int(n),
+        "percent": _num(100.0 * k / n) if n else None,
+        "ci_low": _num(100.0 * lo),
+        "ci_high": _num(100.0 * hi),
+    }
+
+
+def _resolve(k: int, n: int, lo: float, hi: float, confidence: float) -> int | None:
+    r = int(cells_to_resolve(k, n, lo / 100.0, hi / 100.0, confidence=confidence))
+    return None if r < 0 else r
+
+
+def _class_stats(area: np.ndarray, irregular: np.ndarray) -> dict[str, Any]:
+    n = int(area.size)
+    finite = area[np.isfinite(area)]
+    return {
+        "n": n,
+        "area_um2_mean": _num(finite.mean()) if finite.size else None,
+        "area_um2_sd": _num(finite.std(ddof=1)) if finite.size > 1 else None,
+        "irregular_percent": _num(100.0 * irregular.sum() / n) if n else None,
+    }
+
+
+# --------------------------------------------------------------------------- core
+
+
+def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict[str, Any]:
+    _check_cells(cells)
+    specimen = _check_specimen(specimen)
+    cls, wt = _labels(cells)
+    area = pd.to_numeric(cells["area_um2"], errors="coerce").to_numpy(dtype=np.float64)
+    irregular = cells["irregular"].fillna(False).astype(bool).to_numpy()
+
+    is_rbc, is_wbc, is_plt = cls == "rbc", cls == "wbc", cls == "platelet"
+    wbc_as_platelet = is_wbc & (wt == PLATELET_LABEL)
+    nucleated_red = is_wbc & np.isin(wt, list(NUCLEATED_RED))
+    leuko = is_wbc & ~wbc_as_platelet & ~nucleated_red
+    classified = leuko & (wt != "")
+
+    n_rbc = int(is_rbc.sum())
+    n_wbc = int(leuko.sum())
+    n_plt = int(is_plt.sum() + wbc_as_platelet.sum())
+    n_nrbc = int(nucleated_red.sum())
+    n_diff = int(classified.sum())
+    labels, label_counts = np.unique(wt[is_wbc & (wt != "")], return_counts=True)
+
+    counts = {
+        "cells": int(len(cells)),
+        "rbc": n_rbc,
+        "wbc": n_wbc,
+        "platelet": n_plt,
+        "wbc_classified": n_diff,
+        "wbc_unclassified": n_wbc - n_diff,
+        "nucleated_rbc": n_nrbc,
+        "wbc_types": {str(k): int(v) for k, v in zip(labels, label_counts)},
+    }
+
+    rbc_area = area[is_rbc]
+    rbc_stats = _class_stats(rbc_area, irregular[is_rbc])
+    mean, sd = rbc_stats["area_um2_mean"], rbc_stats["area_um2_sd"]
+    edges = np.asarray(RBC_AREA_BIN_EDGES)
+    finite_rbc = rbc_area[np.isfinite(rbc_area)]
+    hist, _ = np.histogram(finite_rbc[finite_rbc < edges[-1]], bins=edges)
+
+    # Differential.
+    is_ref = specimen == "peripheral_blood"
+    differential: dict[str, Any] = {}
+    for name in WBC_TYPES:
+        members = NEUTROPHIL_LABELS if name == "neutrophil" else {name}
+        k = int((classified & np.isin(wt, list(members))).sum())
+        entry = _proportion(k, n_diff, confidence=confidence)
+        ref = DIFFERENTIAL_RANGES.get(name)
+        if is_ref and ref is not None:
+            flag = str(range_flag(entry["ci_low"], entry["ci_high"], ref.low, ref.high))
+            entry.update(ref_low=ref.low, ref_high=ref.high, flag=flag)
+            entry["cells_to_resolve"] = (
+                _resolve(k, n_diff, ref.low, ref.high, confidence) if flag == "indeterminate" else None
+            )
+        else:
+            entry.update(ref_low=None, ref_high=None, flag=NOT_APPLICABLE, cells_to_resolve=None)
+        differential[name] = entry
+
+    def cut(members: frozenset[str]) -> dict[str, Any]:
+        k = int((classified & np.isin(wt, list(members))).sum())
+        entry = _proportion(k, n_diff, confidence=confidence)
+        flag = str(cutoff_flag(entry["ci_low"], entry["ci_high"], BLAST_CUTOFF_PERCENT))
+        entry.update(cutoff=BLAST_CUTOFF_PERCENT, flag=flag)
+        entry["cells_to_resolve"] = (
+            _resolve(k, n_diff, BLAST_CUTOFF_PERCENT, BLAST_CUTOFF_PERCENT, confidence)
+            if flag == "indeterminate"
+            else None
+        )
+        return entry
+
+    summary: dict[str, Any] = {
+        "specimen": specimen,
+        "confidence": confidence,
+        "counts": counts,
+        "wbc_rbc_ratio": _div(n_wbc, n_rbc),
+        "wbc_per_1000_rbc": _div(1000.0 * n_wbc, n_rbc),
+        "platelets_per_1000_rbc": _div(1000.0 * n_plt, n_rbc),
+        "nucleated_rbc_per_100_wbc": _div(100.0 * n_nrbc, n_wbc),
+        "morphology": {
+            "rbc": rbc_stats,
+            "wbc": _class_stats(area[is_wbc], irregular[is_wbc]),
+            "platelet": _class_stats(area[is_plt], irregular[is_plt]),
+        },
+        "rbc_indices": {
+            "anisocytosis_cv_percent": _num(100.0 * sd / mean) if sd is not None and mean else None,
+            "poikilocytosis_percent": rbc_stats["irregular_percent"],
+        },
+        "rbc_area_histogram": {
+            "edges_um2": [float(e) for e in edges],
+            "counts": [int(c) for c in hist],
+            "overflow": int((finite_rbc >= edges[-1]).sum()),
+        },
+        "differential": differential,
+        "blast": cut(BLAST_LABELS),
+        "immature": cut(IMMATURE_LABELS),
+        "marrow": _marrow(wt, is_wbc) if specimen == "bone_marrow" else None,
+    }
+    return summary
+
+
+def _marrow(wt: np.ndarray, is_wbc: np.ndarray) -> dict[str, Any]:
+    lab = wt[is_wbc]
+    myeloid = int(np.isin(lab, list(MYELOID_LABELS)).sum())
+    erythroid = int(np.isin(lab, list(NUCLEATED_RED)).sum())
+    staged = np.isin(lab, list(MATURATION_STAGES))
+    n_staged = int(staged.sum())
+    out: dict[str, Any] = {
+        "myeloid": myeloid,
+        "erythroid": erythroid,
+        "me_ratio": _div(myeloid, erythroid),
+        "me_ratio_note": None if erythroid else "no erythroid cells counted",
+        "stages_available": n_staged > 0,
+        "stages": None,
+        "stages_note": None,
+    }
+    if n_staged:
+        out["stages"] = {
+            s: {"count": int((lab == s).sum()), "percent": _num(100.0 * (lab == s).sum() / n_staged)}
+            for s in MATURATION_STAGES
+        }
+    else:
+        out["stages_note"] = "the classifier emits no maturation-stage labels"
+    return out
+
+
+def _single(cells: pd.DataFrame, column: str, given: str | None, what: str) -> str | None:
+    if given is not None:
+        return str(given)
+    if column not in cells.columns or len(cells) == 0:
+        return None
+    values = pd.unique(cells[column].astype(str))
+    if len(values) > 1:
+        raise HemoflowError(f"{what} summary needs one {column}, got {len(values)}: {list(values)[:5]}")
+    return str(values[0])
+
+
+def summarize_slide(
+    cells: pd.DataFrame,
+    *,
+    specimen: str,
+    slide: str | None = None,
+    patient_id: str | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> dict[str, Any]:
+    """Summarise the cells of one slide.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Cell table (``CELL_COLUMNS``; ``CLASS_COLUMNS`` and ``SLIDE_COLUMNS`` when present).
+        Needs at least ``cls``, ``area_um2`` and ``irregular``.
+    specimen : {"peripheral_blood", "bone_marrow"}
+    slide, patient_id : str, optional
+        Identity; by default read from the ``slide`` / ``patient_id`` columns, which must
+        then hold one value.
+    confidence : float, optional
+        Coverage of every interval, 0.95 by default.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable summary; see the module docstring for how labels count.
+
+    Raises
+    ------
+    HemoflowError
+        Missing columns, unknown specimen, or several slides in ``cells``.
+    """
+    _check_cells(cells)
+    out = {
+        "level": "slide",
+        "slide": _single(cells, "slide", slide, "slide"),
+        "patient_id": _single(cells, "patient_id", patient_id, "slide"),
+    }
+    out.update(_summarize(cells, specimen=specimen, confidence=confidence))
+    return out
+
+
+def summarize_patient(
+    cells: pd.DataFrame,
+    *,
+    specimen: str,
+    patient_id: str | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> dict[str, Any]:
+    """Summarise the pooled cells of all of one patient's slides.
+
+    Same fields as :func:`summarize_slide`, with ``slides`` (the slide names, sorted) and
+    ``slide_counts`` (rbc/wbc/platelet counts per slide) in place of ``slide``.
+    """
+    _check_cells(cells)
+    out: dict[str, Any] = {
+        "level": "patient",
+        "patient_id": _single(cells, "patient_id", patient_id, "patient"),
+    }
+    if "slide" in cells.columns and len(cells):
+        slide_col = cells["slide"].astype(str)
+        slides = sorted(pd.unique(slide_col))
+        out["slides"] = slides
+        out["slide_counts"] = [
+            {
+                "slide": s,
+                **{
+                    k: v
+                    for k, v in _summarize(cells[slide_col == s], specimen=specimen, confidence=confidence)[
+                        "counts"
+                    ].items()
+                    if k in ("rbc", "wbc", "platelet")
+                },
+            }
+            for s in slides
+        ]
+    else:
+        out["slides"] = []
+        out["slide_counts"] = []
+    out.update(_summarize(cells, specimen=specimen, confidence=confidence))
+    return out
+
+
+# --------------------------------------------------------------------------- flat tables
+
+
+def flatten_summary(summary: Mapping[str, Any], *, sep: str = ".") -> dict[str, Any]:
+    """One flat row from a summary: nested keys joined with ``sep``.
+
+    Lists of strings (``slides``) are joined with ``";"``; other lists (histogram,
+    per-slide counts) are left out of the row. The counts of individual classifier
+    labels appear as ``counts.wbc_types.<label>``.
+
+    Examples
+    --------
+    >>> flatten_summary({"a": {"b": 1, "c": None}, "slides": ["s1", "s2"]})
+    {'a.b': 1, 'a.c': None, 'slides': 's1;s2'}
+    """
+    row: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}{sep}{k}" if prefix else str(k), v)
+        elif isinstance(value, (list, tuple)):
+            if all(isinstance(v, str) for v in value):
+                row[prefix] = ";".join(value)
+        else:
+            row[prefix] = value
+
+    walk("", summary)
+    return row
+
+
+def summaries_to_frames(
+    slide_summaries: Iterable[Mapping[str, Any]],
+    patient_summaries: Iterable[Mapping[str, Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Flat tables for ``slides.csv`` and ``patients.csv``, one row per summary.
+
+    Identity columns (``slide``, ``patient_id``, ``specimen``) come first; columns
+    missing from one row (a classifier label seen on one slide only) are empty.
+
+    Examples
+    --------
+    >>> slides, patients = summaries_to_frames([], [])
+    >>> len(slides), len(patients)
+    (0, 0)
+    """
+
+    def frame(rows: Iterable[Mapping[str, Any]], first: list[str]) -> pd.DataFrame:
+        df = pd.DataFrame([flatten_summary(r) for r in rows])
+        lead = [c for c in first if c in df.columns]
+        return df[lead + [c for c in df.columns if c not in lead]]
+
+    return (
+        frame(slide_summaries, ["slide", "patient_id", "specimen"]),
+        frame(patient_summaries, ["patient_id", "slides", "specimen"]),
+    )

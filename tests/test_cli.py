@@ -1,0 +1,89 @@
+"""The CLI contracts: ``analyze --json`` output shape, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+synth = pytest.importorskip("hemoflow.synth")
+
+
+def _hemoflow(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hemoflow.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def field_png(tmp_path_factory):
+    rgb, truth = synth.synth_field((700, 900), mpp=0.25, seed=3)
+    p = tmp_path_factory.mktemp("f") / "field.png"
+    Image.fromarray(rgb).save(p)
+    return p, truth
+
+
+def test_analyze_json_contract(field_png):
+    p, truth = field_png
+    r = _hemoflow("analyze", str(p), "--json", "--mpp", "0.25")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert isinstance(out, list) and len(out) == 1
+    rec = out[0]
+    assert rec["image"] == "field.png"
+    for k in ("wbc", "rbc", "platelets"):
+        assert isinstance(rec[k], int)
+    assert isinstance(rec["cells"], list) and len(rec["cells"]) == rec["wbc"] + rec["rbc"] + rec["platelets"]
+    cls = np.asarray(truth["cls"])
+    assert rec["wbc"] == int((cls == "wbc").sum())
+    assert all(c.get("wbc_type") for c in rec["cells"] if c["cls"] == "wbc")
+
+
+def test_analyze_missing_file(tmp_path):
+    r = _hemoflow("analyze", str(tmp_path / "nope.png"), "--json")
+    assert r.returncode == 2
+    assert "not found" in r.stderr.lower() and "nope.png" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_analyze_corrupt_file(tmp_path):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    r = _hemoflow("analyze", str(p), "--json")
+    assert r.returncode == 2 and "bad.jpg" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["gray", "u16"])
+def test_analyze_non_rgb_or_16bit(tmp_path, kind):
+    p = tmp_path / f"{kind}.tif"
+    if kind == "gray":
+        tifffile.imwrite(p, np.zeros((64, 64), np.uint8))
+    else:
+        tifffile.imwrite(p, np.zeros((64, 64, 3), np.uint16), photometric="rgb")
+    r = _hemoflow("analyze", str(p), "--json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert ("uint16" in r.stderr) if kind == "u16" else ("RGB" in r.stderr or "shape" in r.stderr)
+
+
+def test_run_rejects_bad_manifest_and_writes_nothing(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("slide,patient_id\nx.tif,P1\n")
+    out = tmp_path / "out"
+    r = _hemoflow("run", str(m), "--out", str(out))
+    assert r.returncode == 2 and "specimen" in r.stderr
+    assert not out.exists()
+
+
+def test_run_rejects_unwritable_output(tmp_path):
+    slide = tmp_path / "s.tif"
+    tifffile.imwrite(slide, np.zeros((64, 64, 3), np.uint8), photometric="rgb")
+    m = tmp_path / "m.csv"
+    m.write_text(f"slide,patient_id,specimen\n{slide},P1,peripheral_blood\n")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    r = _hemoflow("run", str(m), "--out", str(blocker / "sub"), "--workers", "1")
+    assert r.returncode == 2 and "writ" in r.stderr.lower()
