@@ -37,9 +37,11 @@ from hemoflow.classify.data import (  # noqa: E402
     synthetic_source,
 )
 from hemoflow.classify.metrics import format_metrics  # noqa: E402
+from hemoflow.classify.model import load_model  # noqa: E402
 from hemoflow.classify.train import train_from_folder  # noqa: E402
 
 PBC_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
+SYNTH_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
 #: pbc_train: 360 px side (~0.1 µm/px) centre-cropped and resized to 128 px.
 PBC_TRAIN_MPP = PBC_CAMERA_MPP * 360 / 128
 
@@ -83,9 +85,11 @@ def main(argv=None) -> int:
     val_sources = [val]
     classes = list(PBC_CLASSES)
     if args.synth_fields > 0:
+        kw = {"wbc_mix": {t: 1.0 for t in SYNTH_TYPES}, "n_wbc": 8}
         synth_train = synthetic_source(n_fields=args.synth_fields, seed=10_000, io_mpp=args.io_mpp,
-                                       weight=args.synth_weight)
-        synth_val = synthetic_source(n_fields=max(4, args.synth_fields // 8), seed=90_000, io_mpp=args.io_mpp)
+                                       weight=args.synth_weight, synth_kwargs=kw)
+        synth_val = synthetic_source(n_fields=max(4, args.synth_fields // 8), seed=90_000, io_mpp=args.io_mpp,
+                                     synth_kwargs=kw)
         synth_val.name = "synthetic_val"
         print(f"synthetic: {len(synth_train)} train / {len(synth_val)} val WBCs "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -93,12 +97,13 @@ def main(argv=None) -> int:
         val_sources.append(synth_val)
         if not args.no_blast:
             classes.append("blast")
-    clf = train_from_folder(
+    train_from_folder(
         args.data / "pbc_train", args.out, epochs=args.epochs, seed=args.seed, mpp=PBC_TRAIN_MPP,
         io_mpp=args.io_mpp, classes=classes, exclude=held, extra_sources=extra, val_sources=val_sources,
         threads=args.threads, num_workers=args.workers, samples_per_epoch=args.samples_per_epoch, progress=True,
     )
     wall = time.perf_counter() - t0
+    clf = load_model(args.out)
     for name, m in clf.metadata["validation"].items():
         print(format_metrics(m, title=f"validation: {name}"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {clf.sha256[:16]}...) "

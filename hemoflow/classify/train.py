@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from hemoflow.classify.config import ModelIOConfig
 from hemoflow.classify.data import CellSource, folder_sha256, load_images, read_labels
 from hemoflow.classify.metrics import classification_metrics
-from hemoflow.classify.model import DEFAULT_ARCH, WbcClassifier, build_network, load_model, save_model
+from hemoflow.classify.model import DEFAULT_ARCH, WbcClassifier, build_network, save_model
 from hemoflow.classify.transforms import AugmentParams, augment_cell, prepare_cell_image
 from hemoflow.errors import HemoflowError
 
@@ -87,7 +87,7 @@ class _AugmentedCells(Dataset):
             crop = augment_cell(
                 src.images[i], src_mpp=src.mpp, dst_mpp=io.mpp, size=io.input_size, rng=rng, params=self.augment
             )
-        x = torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0)
+        x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255.0)
         return (x - self.mean) / self.std, int(self.targets[idx])
 
 
@@ -200,7 +200,7 @@ def train_model(
                 loss.backward()
                 opt.step()
                 sched.step()
-                tot += float(loss) * len(y)
+                tot += float(loss.detach()) * len(y)
                 correct += int((out.argmax(1) == y).sum())
                 seen += len(y)
             rec = {"epoch": epoch + 1, "loss": round(tot / seen, 4), "train_acc": round(correct / seen, 4),
@@ -284,8 +284,10 @@ def train_from_folder(
 
     Returns
     -------
-    WbcClassifier
-        The model loaded back from ``out_path``.
+    dict
+        JSON-ready summary: ``weights`` (path), ``sha256``, ``classes``, ``io``,
+        ``n_train``, ``validation`` (metrics per validation set) and ``wall_s``.
+        Load the model itself with :func:`hemoflow.classify.load_model`.
     """
     import hashlib
 
@@ -328,5 +330,13 @@ def train_from_folder(
         "training": record,
         "validation": validation,
     }
-    save_model(out_path, net, io, arch=arch, metadata=meta)
-    return load_model(out_path)
+    digest = save_model(out_path, net, io, arch=arch, metadata=meta)
+    return {
+        "weights": str(out_path),
+        "sha256": digest,
+        "classes": list(io.classes),
+        "io": io.to_dict(),
+        "n_train": int(sum(len(s) for s in sources)),
+        "validation": validation,
+        "wall_s": record["wall_s"],
+    }

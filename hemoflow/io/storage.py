@@ -17,10 +17,10 @@ import os
 import posixpath
 import re
 import secrets
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hemoflow.errors import OutputNotWritableError, StorageError
 
@@ -44,6 +44,7 @@ _SECRET_QUERY = re.compile(
     r"(?i)([?&](?:[a-z0-9_\-]*(?:key|secret|token|signature|credential|password|sig)[a-z0-9_\-]*)=)[^&#\s]*"
 )
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]+@")
+_BARE_USERINFO = re.compile(r"(?<![\w/*])[^\s/@'\":]+:[^\s/@'\"]+@")
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 _SECRET_OPTS = ("secret", "key", "token", "aws_secret_access_key", "aws_access_key_id",
                 "aws_session_token", "password")
@@ -75,6 +76,7 @@ def redact(text: object, storage_options: Mapping[str, Any] | None = None) -> st
     """
     s = str(text)
     s = _USERINFO.sub(r"\1***@", s)
+    s = _BARE_USERINFO.sub("***@", s)
     s = _SECRET_QUERY.sub(r"\1***", s)
     for v in _secret_values(storage_options):
         s = s.replace(v, "***")
@@ -101,7 +103,7 @@ def is_remote(url: str | os.PathLike[str]) -> bool:
 
 def _local_path(url: str) -> str:
     if _scheme(url) == "file":
-        return urlsplit(url).path or "/"
+        return urllib.parse.urlsplit(url).path or "/"
     return url
 
 
@@ -116,6 +118,25 @@ def _s3_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
         opts["endpoint_url"] = endpoint
     opts.setdefault("use_listings_cache", False)
     return opts
+
+
+def _s3(
+    url: str, storage_options: Mapping[str, Any] | None, asynchronous: bool = False
+) -> tuple[Any, str]:
+    import s3fs
+
+    opts = _s3_options(storage_options)
+    path = url.split("://", 1)[1].rstrip("/")
+    bucket, sep, rest = path.partition("/")
+    if "@" in bucket:  # s3://KEY:SECRET@bucket/...: credentials in the URL
+        cred, bucket = bucket.rsplit("@", 1)
+        key, _, secret = cred.partition(":")
+        opts.setdefault("key", urllib.parse.unquote(key))
+        opts.setdefault("secret", urllib.parse.unquote(secret))
+        path = bucket + sep + rest
+    if asynchronous:
+        opts["asynchronous"] = True
+    return s3fs.S3FileSystem(**opts), path
 
 
 def get_fs(
@@ -133,10 +154,7 @@ def get_fs(
 
         return LocalFileSystem(), os.path.abspath(_local_path(u))
     if scheme in ("s3", "s3a"):
-        import s3fs
-
-        fs = s3fs.S3FileSystem(**_s3_options(storage_options))
-        return fs, u.split("://", 1)[1].rstrip("/")
+        return _s3(u, storage_options)
     import fsspec
 
     try:
@@ -163,10 +181,12 @@ def zarr_store(
     u = _to_str(url)
     if not is_remote(u):
         return zarr.storage.LocalStore(os.path.abspath(_local_path(u)), read_only=read_only)
-    opts = _s3_options(storage_options) if _scheme(u) in ("s3", "s3a") else dict(
-        storage_options or {}
+    if _scheme(u) in ("s3", "s3a"):
+        fs, path = _s3(u, storage_options, asynchronous=True)
+        return zarr.storage.FsspecStore(fs, path=path, read_only=read_only)
+    return zarr.storage.FsspecStore.from_url(
+        u, storage_options=dict(storage_options or {}), read_only=read_only
     )
-    return zarr.storage.FsspecStore.from_url(u, storage_options=opts, read_only=read_only)
 
 
 def join(url: str | os.PathLike[str], *parts: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 from numba import njit
 
-from ._label import _paint, _resolve, _scan_runs
+from ._label import _label_kernel
 from ._measure import PERIMETER_WEIGHTS, measure_kernel
 from ._regionprops import (
     DEFAULT_PROPERTIES,
@@ -21,14 +21,6 @@ from ._validate import describe, parse_connectivity
 __all__ = ["threshold_label_measure"]
 
 _IMAGE_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
-
-
-@njit(cache=True, nogil=True)
-def _threshold_label(img, thr, above, conn8):
-    h, w = img.shape
-    row_ptr, rs, re, parent, n = _scan_runs(img, thr, above, conn8)
-    runlab, count = _resolve(parent, n)
-    return _paint(row_ptr, rs, re, runlab, h, w), count
 
 
 @njit(cache=True, nogil=True)
@@ -120,7 +112,8 @@ def threshold_label_measure(
     img = image if image.dtype.type in _IMAGE_DTYPES else image.astype(np.float64)
     img = np.ascontiguousarray(img)
 
-    lab, nlab = _threshold_label(img, thr, bool(above), conn == 2)
+    lab = np.empty(img.shape, dtype=np.int32)
+    nlab = _label_kernel(img, thr, bool(above), conn == 2, lab)
     stats = measure_kernel(
         lab,
         nlab,

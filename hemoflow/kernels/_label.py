@@ -34,6 +34,52 @@ def _grow(a, n):
 
 
 @njit(cache=True, nogil=True)
+def _scan_row(row, thr, above, d, rs, re, parent, n, prev_lo, prev_hi):
+    """Append the runs of one row (capacity is ensured by the caller); return new n."""
+    w = row.shape[0]
+    j = prev_lo
+    c = 0
+    while c < w:
+        if above:
+            while c < w and not (row[c] > thr):
+                c += 1
+        else:
+            while c < w and not (row[c] <= thr):
+                c += 1
+        if c >= w:
+            break
+        s = c
+        if above:
+            while c < w and row[c] > thr:
+                c += 1
+        else:
+            while c < w and row[c] <= thr:
+                c += 1
+        e = c
+        rs[n] = s
+        re[n] = e
+        parent[n] = n
+        # skip previous-row runs entirely left of this one
+        while j < prev_hi and re[j] + d <= s:
+            j += 1
+        k = j
+        root = n
+        while k < prev_hi and rs[k] < e + d:
+            rk = _find(parent, k)
+            if rk != root:
+                if rk < root:
+                    parent[root] = rk
+                    root = rk
+                else:
+                    parent[rk] = root
+            k += 1
+        if k > j:
+            j = k - 1
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
 def _scan_runs(img, thr, above, conn8):
     """Find foreground runs row by row and union touching runs.
 
@@ -41,66 +87,27 @@ def _scan_runs(img, thr, above, conn8):
     ``(row_ptr, run_start, run_end, parent, n_runs)``: the runs of row ``r`` are
     ``row_ptr[r]:row_ptr[r + 1]``, ``run_end`` is exclusive, ``parent`` a union-find forest
     whose roots are the smallest run index of each component (parent[i] <= i always).
+    A previous-row run ``[ps, pe)`` touches the run ``[s, e)`` when ``ps < e + d`` and
+    ``pe > s - d``, with ``d = 1`` for 8-connectivity and 0 for 4-connectivity.
     """
     h, w = img.shape
-    cap = 4 * h + 64
+    per_row = (w + 1) // 2  # most runs one row can hold
+    cap = 4 * h + per_row + 64
     rs = np.empty(cap, dtype=np.int32)
     re = np.empty(cap, dtype=np.int32)
     parent = np.empty(cap, dtype=np.int32)
     row_ptr = np.zeros(h + 1, dtype=np.int64)
     n = 0
-    # touching rule: previous-row run [ps, pe) touches current run [s, e) when
-    # ps < e + d and pe > s - d, with d = 1 for 8-connectivity, 0 for 4-connectivity.
     d = 1 if conn8 else 0
     prev_lo = 0
-    prev_hi = 0
     for r in range(h):
-        row = img[r]
-        j = prev_lo
-        c = 0
-        while c < w:
-            if above:
-                while c < w and not (row[c] > thr):
-                    c += 1
-            else:
-                while c < w and not (row[c] <= thr):
-                    c += 1
-            if c >= w:
-                break
-            s = c
-            if above:
-                while c < w and row[c] > thr:
-                    c += 1
-            else:
-                while c < w and row[c] <= thr:
-                    c += 1
-            e = c
-            if n >= rs.shape[0]:
-                rs = _grow(rs, n + 1)
-                re = _grow(re, n + 1)
-                parent = _grow(parent, n + 1)
-            rs[n] = s
-            re[n] = e
-            parent[n] = n
-            # skip previous-row runs entirely left of this one
-            while j < prev_hi and re[j] + d <= s:
-                j += 1
-            k = j
-            root = n
-            while k < prev_hi and rs[k] < e + d:
-                rk = _find(parent, k)
-                if rk != root:
-                    if rk < root:
-                        parent[root] = rk
-                        root = rk
-                    else:
-                        parent[rk] = root
-                k += 1
-            if k > j:
-                j = k - 1
-            n += 1
-        prev_lo = prev_hi
-        prev_hi = n
+        if n + per_row > rs.shape[0]:
+            rs = _grow(rs, n + per_row)
+            re = _grow(re, n + per_row)
+            parent = _grow(parent, n + per_row)
+        m = _scan_row(img[r], thr, above, d, rs, re, parent, n, prev_lo, n)
+        prev_lo = n
+        n = m
         row_ptr[r + 1] = n
     return row_ptr, rs, re, parent, n
 
@@ -121,33 +128,30 @@ def _resolve(parent, n):
 
 
 @njit(cache=True, nogil=True)
-def _paint(row_ptr, rs, re, runlab, h, w):
-    out = np.empty((h, w), dtype=np.int32)
+def _paint(row_ptr, rs, re, runlab, out):
+    """Write the run labels into ``out`` (allocated by numpy: it asks the OS for huge
+    pages, which makes first touch of a large image several times cheaper than memory
+    allocated inside a compiled function)."""
+    h, w = out.shape
     for r in range(h):
         row = out[r]
         c = 0
         for i in range(row_ptr[r], row_ptr[r + 1]):
             s = rs[i]
             e = re[i]
-            while c < s:
-                row[c] = 0
-                c += 1
-            v = runlab[i]
-            while c < e:
-                row[c] = v
-                c += 1
-        while c < w:
-            row[c] = 0
-            c += 1
+            row[c:s] = 0  # slice fills compile to tight (memset-like) loops
+            row[s:e] = runlab[i]
+            c = e
+        row[c:w] = 0
     return out
 
 
 @njit(cache=True, nogil=True)
-def _label_kernel(img, thr, above, conn8):
-    h, w = img.shape
+def _label_kernel(img, thr, above, conn8, out):
     row_ptr, rs, re, parent, n = _scan_runs(img, thr, above, conn8)
     runlab, count = _resolve(parent, n)
-    return _paint(row_ptr, rs, re, runlab, h, w), count
+    _paint(row_ptr, rs, re, runlab, out)
+    return count
 
 
 def label(mask: np.ndarray, connectivity: int = 2) -> tuple[np.ndarray, int]:
@@ -180,5 +184,6 @@ def label(mask: np.ndarray, connectivity: int = 2) -> tuple[np.ndarray, int]:
     """
     conn = parse_connectivity(connectivity)
     m = as_mask(mask)
-    out, n = _label_kernel(m, np.uint8(0), True, conn == 2)
+    out = np.empty(m.shape, dtype=np.int32)
+    n = _label_kernel(m, np.uint8(0), True, conn == 2, out)
     return out, int(n)

@@ -44,6 +44,7 @@ def _sum_sq(n):
 
 @njit(cache=True, nogil=True)
 def _border_row(lab, r, out):
+    """out[c] = 1 where pixel (r, c) has a 4-neighbour with another label (or none)."""
     h, w = lab.shape
     row = lab[r]
     for c in range(w):
@@ -72,6 +73,106 @@ def _grow32(a, n):
 
 
 @njit(cache=True, nogil=True)
+def _measure_row(
+    lab, r, inten, use_intensity, want_perimeter, want_hull, weights,
+    area, origin, sums, bbox, perim, isum,
+    e_row, e_min, e_max, e_next, head, tail, last_row, n_e,
+    bprev, bcur, bnext,
+):
+    """Accumulate the runs of row ``r``; return the new number of hull entries."""
+    h, w = lab.shape
+    row = lab[r]
+    nch = isum.shape[1]
+    c = 0
+    while c < w:
+        v = row[c]
+        if v == 0:
+            c += 1
+            continue
+        s = c
+        c += 1
+        while c < w and row[c] == v:
+            c += 1
+        e = c - 1  # inclusive
+        n = np.int64(e - s + 1)
+        if area[v] == 0:
+            origin[v, 0] = r
+            origin[v, 1] = s
+            bbox[v, 0] = r
+            bbox[v, 1] = s
+            bbox[v, 2] = r + 1
+            bbox[v, 3] = e + 1
+        else:
+            if s < bbox[v, 1]:
+                bbox[v, 1] = s
+            bbox[v, 2] = r + 1
+            if e + 1 > bbox[v, 3]:
+                bbox[v, 3] = e + 1
+        area[v] += n
+        dr = np.int64(r) - origin[v, 0]
+        a = np.int64(s) - origin[v, 1]
+        b = np.int64(e) - origin[v, 1]
+        sx = (a + b) * n // 2
+        sums[v, 0] += n * dr
+        sums[v, 1] += sx
+        sums[v, 2] += n * dr * dr
+        sums[v, 3] += _sum_sq(b) - _sum_sq(a - 1)
+        sums[v, 4] += dr * sx
+
+        if want_hull:
+            if last_row[v] == r:
+                e_max[tail[v]] = e
+            else:
+                e_row[n_e] = r
+                e_min[n_e] = s
+                e_max[n_e] = e
+                e_next[n_e] = -1
+                if tail[v] >= 0:
+                    e_next[tail[v]] = n_e
+                else:
+                    head[v] = n_e
+                tail[v] = n_e
+                last_row[v] = r
+                n_e += 1
+
+        if want_perimeter:
+            acc = 0.0
+            for x in range(s, e + 1):
+                if bcur[x] == 0:
+                    continue
+                n4 = 0
+                nd = 0
+                if x > 0 and row[x - 1] == v and bcur[x - 1]:
+                    n4 += 1
+                if x < w - 1 and row[x + 1] == v and bcur[x + 1]:
+                    n4 += 1
+                if r > 0:
+                    up = lab[r - 1]
+                    if up[x] == v and bprev[x]:
+                        n4 += 1
+                    if x > 0 and up[x - 1] == v and bprev[x - 1]:
+                        nd += 1
+                    if x < w - 1 and up[x + 1] == v and bprev[x + 1]:
+                        nd += 1
+                if r < h - 1:
+                    dn = lab[r + 1]
+                    if dn[x] == v and bnext[x]:
+                        n4 += 1
+                    if x > 0 and dn[x - 1] == v and bnext[x - 1]:
+                        nd += 1
+                    if x < w - 1 and dn[x + 1] == v and bnext[x + 1]:
+                        nd += 1
+                acc += weights[1 + 2 * n4 + 10 * nd]
+            perim[v] += acc
+
+        if use_intensity:
+            for x in range(s, e + 1):
+                for ch in range(nch):
+                    isum[v, ch] += inten[r, x, ch]
+    return n_e
+
+
+@njit(cache=True, nogil=True)
 def measure_kernel(lab, nlab, inten, use_intensity, want_perimeter, want_hull, weights):
     """Accumulate the statistics of labels ``1..nlab`` of an int32 label image.
 
@@ -92,14 +193,16 @@ def measure_kernel(lab, nlab, inten, use_intensity, want_perimeter, want_hull, w
     isum = np.zeros((m, nch), dtype=np.float64)
 
     # per-region linked list of (row, cmin, cmax), one entry per occupied row
-    cap = 4 * h + 64 if want_hull else 1
+    per_row = (w + 1) // 2  # most new entries one row can add
+    cap = 4 * h + per_row + 64 if want_hull else 1
     e_row = np.empty(cap, dtype=np.int32)
     e_min = np.empty(cap, dtype=np.int32)
     e_max = np.empty(cap, dtype=np.int32)
     e_next = np.empty(cap, dtype=np.int32)
-    head = np.full(m if want_hull else 1, -1, dtype=np.int32)
-    tail = np.full(m if want_hull else 1, -1, dtype=np.int32)
-    last_row = np.full(m if want_hull else 1, -1, dtype=np.int32)
+    mh = m if want_hull else 1
+    head = np.full(mh, -1, dtype=np.int32)
+    tail = np.full(mh, -1, dtype=np.int32)
+    last_row = np.full(mh, -1, dtype=np.int32)
     n_e = 0
 
     bprev = np.zeros(w, dtype=np.uint8)
@@ -111,99 +214,17 @@ def measure_kernel(lab, nlab, inten, use_intensity, want_perimeter, want_hull, w
             _border_row(lab, 1, bnext)
 
     for r in range(h):
-        row = lab[r]
-        c = 0
-        while c < w:
-            v = row[c]
-            if v == 0:
-                c += 1
-                continue
-            s = c
-            c += 1
-            while c < w and row[c] == v:
-                c += 1
-            e = c - 1  # inclusive
-            n = np.int64(e - s + 1)
-            if area[v] == 0:
-                origin[v, 0] = r
-                origin[v, 1] = s
-                bbox[v, 0] = r
-                bbox[v, 1] = s
-                bbox[v, 2] = r + 1
-                bbox[v, 3] = e + 1
-            else:
-                if s < bbox[v, 1]:
-                    bbox[v, 1] = s
-                bbox[v, 2] = r + 1
-                if e + 1 > bbox[v, 3]:
-                    bbox[v, 3] = e + 1
-            area[v] += n
-            dr = np.int64(r) - origin[v, 0]
-            a = np.int64(s) - origin[v, 1]
-            b = np.int64(e) - origin[v, 1]
-            sx = (a + b) * n // 2
-            sums[v, 0] += n * dr
-            sums[v, 1] += sx
-            sums[v, 2] += n * dr * dr
-            sums[v, 3] += _sum_sq(b) - _sum_sq(a - 1)
-            sums[v, 4] += dr * sx
-
-            if want_hull:
-                if last_row[v] == r:
-                    e_max[tail[v]] = e
-                else:
-                    if n_e >= e_row.shape[0]:
-                        e_row = _grow32(e_row, n_e + 1)
-                        e_min = _grow32(e_min, n_e + 1)
-                        e_max = _grow32(e_max, n_e + 1)
-                        e_next = _grow32(e_next, n_e + 1)
-                    e_row[n_e] = r
-                    e_min[n_e] = s
-                    e_max[n_e] = e
-                    e_next[n_e] = -1
-                    if tail[v] >= 0:
-                        e_next[tail[v]] = n_e
-                    else:
-                        head[v] = n_e
-                    tail[v] = n_e
-                    last_row[v] = r
-                    n_e += 1
-
-            if want_perimeter:
-                acc = 0.0
-                for x in range(s, e + 1):
-                    if bcur[x] == 0:
-                        continue
-                    n4 = 0
-                    nd = 0
-                    if x > 0 and row[x - 1] == v and bcur[x - 1]:
-                        n4 += 1
-                    if x < w - 1 and row[x + 1] == v and bcur[x + 1]:
-                        n4 += 1
-                    if r > 0:
-                        up = lab[r - 1]
-                        if up[x] == v and bprev[x]:
-                            n4 += 1
-                        if x > 0 and up[x - 1] == v and bprev[x - 1]:
-                            nd += 1
-                        if x < w - 1 and up[x + 1] == v and bprev[x + 1]:
-                            nd += 1
-                    if r < h - 1:
-                        dn = lab[r + 1]
-                        if dn[x] == v and bnext[x]:
-                            n4 += 1
-                        if x > 0 and dn[x - 1] == v and bnext[x - 1]:
-                            nd += 1
-                        if x < w - 1 and dn[x + 1] == v and bnext[x + 1]:
-                            nd += 1
-                    acc += weights[1 + 2 * n4 + 10 * nd]
-                perim[v] += acc
-
-            if use_intensity:
-                for x in range(s, e + 1):
-                    for ch in range(nch):
-                        isum[v, ch] += inten[r, x, ch]
-
+        if want_hull and n_e + per_row > e_row.shape[0]:
+            e_row = _grow32(e_row, n_e + per_row)
+            e_min = _grow32(e_min, n_e + per_row)
+            e_max = _grow32(e_max, n_e + per_row)
+            e_next = _grow32(e_next, n_e + per_row)
+        n_e = _measure_row(
+            lab, r, inten, use_intensity, want_perimeter, want_hull, weights,
+            area, origin, sums, bbox, perim, isum,
+            e_row, e_min, e_max, e_next, head, tail, last_row, n_e,
+            bprev, bcur, bnext,
+        )
         if want_perimeter:
             tmp = bprev
             bprev = bcur

@@ -81,7 +81,9 @@ def crop_cells(
     margin = int(np.ceil(4 * sigma)) + 2
     h, w = rgb.shape[:2]
     bg = np.asarray(background, np.float32).reshape(3)
-    grid = (np.arange(size) + 0.5) * step - win / 2.0 - 0.5
+    # output pixel j covers [cy - win/2 + j*step, ... + step); its centre, in the
+    # pixel-centre coordinates of the centroid:
+    grid = (np.arange(size) + 0.5) * step - win / 2.0
     for i, (cy, cx) in enumerate(zip(ys, xs)):
         y0 = int(np.floor(cy - win / 2.0)) - margin
         x0 = int(np.floor(cx - win / 2.0)) - margin

@@ -7,8 +7,9 @@ only on input pixels within a bounded distance, so a tile analysed with a fixed
 
 Two channels are derived from optical density ``OD_c = -log(I_c / background_c)``:
 
-* **cell** score ``OD_green``: haemoglobin and every stained structure absorb green,
-  the background does not (RBCs, WBCs and platelets are all bright in it);
+* **cell** score ``OD_green - OD_red`` (default) or ``OD_green``: haemoglobin absorbs
+  green strongly and red hardly at all, the background neither; the difference also
+  cancels grey illumination changes (vignetting, haze);
 * **nucleus** score ``OD_red - OD_blue``: Romanowsky/Giemsa-stained chromatin is purple
   (absorbs red, passes blue) whereas haemoglobin and eosinophilic granules are pink/orange
   (absorb green and blue, pass red), so the score is high only on nuclei and platelets.
@@ -26,6 +27,7 @@ __all__ = [
     "downsample",
     "optical_density",
     "stain_channels",
+    "CELL_CHANNELS",
 ]
 
 
@@ -85,13 +87,21 @@ def optical_density(rgb: np.ndarray, background) -> np.ndarray:
     return np.log(bg / img, dtype=np.float32)
 
 
-def stain_channels(rgb: np.ndarray, background, *, sigma_px: float = 0.0):
+CELL_CHANNELS = ("od_green", "od_green_minus_red")
+
+
+def stain_channels(rgb: np.ndarray, background, *, sigma_px: float = 0.0, cell_channel: str = "od_green_minus_red"):
     """Return ``(cell, nucleus)`` float32 score images (see module docstring).
 
-    ``sigma_px`` > 0 smooths both with a Gaussian (truncated at 4 sigma: a local filter).
+    ``cell_channel``: ``"od_green"`` or ``"od_green_minus_red"`` (the default: haemoglobin
+    absorbs green far more than red, while grey illumination changes and out-of-focus
+    haze shift both equally and cancel). ``sigma_px`` > 0 smooths both with a Gaussian
+    (truncated at 4 sigma: a local filter).
     """
+    if cell_channel not in CELL_CHANNELS:
+        raise ValueError(f"cell_channel must be one of {CELL_CHANNELS}, got {cell_channel!r}")
     od = optical_density(rgb, background)
-    cell = od[..., 1]
+    cell = od[..., 1] if cell_channel == "od_green" else od[..., 1] - od[..., 0]
     nucleus = od[..., 0] - od[..., 2]
     if sigma_px > 0:
         cell = ndi.gaussian_filter(cell, sigma_px, mode="nearest", truncate=4.0)

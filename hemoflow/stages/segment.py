@@ -97,8 +97,8 @@ def segment_wbc(
     Nuclear fragments (``nucleus > threshold``, at least ``min_fragment_px``) closer than
     ``merge_px`` are one cell, so the lobes of a segmented neutrophil count once. A cluster
     is a WBC when its total nuclear area is at least ``min_nucleus_px`` (smaller stained
-    objects are platelet candidates). The WBC region is the nucleus plus the cell-mask
-    pixels within ``cytoplasm_px`` of it.
+    objects are platelet candidates). The WBC region is the nucleus plus every pixel within
+    ``cytoplasm_px`` of it (nearest nucleus wins) that is connected to it.
 
     Returns
     -------
@@ -124,7 +124,7 @@ def segment_wbc(
     # Grow each nucleus cluster by up to cytoplasm_px, nearest-seed wins.
     dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
     grown = seeds[iy, ix]
-    region = (dist <= cytoplasm_px) & (cell_mask | _within(nuclei, 1.5)) | nuclei
+    region = (dist <= cytoplasm_px) | nuclei
     grown = np.where(region, grown, 0)
     # Keep, per cluster, the connected part that holds its nucleus.
     lab, m = label(grown > 0, connectivity=1)

@@ -164,6 +164,8 @@ def explain_range_flag(
         )
     elif n == 0:
         more = " No white cells were counted."
+    else:
+        more = " The estimate itself sits on the boundary, so counting more cells may not settle it."
     return f"{est} {ci}: the interval overlaps a boundary of {ref}, so the count cannot tell.{more}"
 
 
@@ -193,4 +195,6 @@ def explain_cutoff_flag(
         )
     elif n == 0:
         more = " No white cells were counted."
+    else:
+        more = " The estimate itself sits on the boundary, so counting more cells may not settle it."
     return f"{est} {ci}: the interval spans the {cutoff:g} % cut-off, so the count cannot tell.{more}"

@@ -1,0 +1,136 @@
+"""Count and describe the cells of one microscope field (the ``hemoflow analyze`` path).
+
+>>> import numpy as np
+>>> from hemoflow.analyze import analyze_image
+>>> analyze_image(np.full((64, 64, 3), 230, np.uint8), mpp=0.25)["wbc"]
+0
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemoflow.errors import SlideNotFoundError, SlideReadError
+from hemoflow.stages import CropSpec, SegmentParams, analyze_field
+
+__all__ = ["read_image", "analyze_image"]
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a JPEG / PNG / TIFF field as an array (first page / level for TIFF).
+
+    Raises
+    ------
+    SlideNotFoundError
+        ``path`` does not exist.
+    SlideReadError
+        The file exists but cannot be decoded.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SlideNotFoundError(f"image not found: {str(p)!r}")
+    try:
+        if p.suffix.lower() in _TIFF_SUFFIXES:
+            import tifffile
+
+            arr = tifffile.imread(str(p), key=0)
+        else:
+            from PIL import Image
+
+            with Image.open(p) as im:
+                im.load()
+                if im.mode in ("RGBA", "RGB"):
+                    arr = np.asarray(im)
+                elif im.mode in ("P", "CMYK", "YCbCr", "LA"):
+                    arr = np.asarray(im.convert("RGB"))
+                else:
+                    arr = np.asarray(im)
+    except Exception as exc:  # decoder errors come in many types
+        raise SlideReadError(f"cannot read image {str(p)!r}: {exc}") from exc
+    return arr
+
+
+def analyze_image(
+    image,
+    *,
+    mpp: float | None = None,
+    params: SegmentParams = SegmentParams(),
+    classifier: Any = None,
+    crop: CropSpec | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Analyse one field and return counts plus one record per cell.
+
+    Parameters
+    ----------
+    image : path or uint8[H, W, 3] array
+        JPEG / PNG / TIFF file, or an RGB array.
+    mpp : float, optional
+        Pixel size in µm; None estimates it from the RBC size (``mpp_estimated`` True).
+    params : SegmentParams
+    classifier : object, optional
+        Anything with ``.predict(crops) -> (labels, probs)``; its ``.io.input_size`` and
+        ``.io.mpp`` (when present) set the crop geometry. None: cells carry no WBC type.
+    crop : CropSpec, optional
+        Overrides the crop geometry.
+    name : str, optional
+        Name reported as ``"image"`` (default: the file stem, or ``"array"``).
+
+    Returns
+    -------
+    dict
+        ``{"image", "wbc", "rbc", "platelets", "mpp", "mpp_estimated", "cells": [...]}``;
+        each cell has ``cls, y, x, area_um2, circularity, solidity, irregular`` and, with a
+        classifier, ``wbc_type`` and ``wbc_confidence`` on WBCs.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        arr = read_image(image)
+        name = name or Path(image).stem
+    else:
+        arr = image
+        name = name or "array"
+    if crop is None:
+        io = getattr(classifier, "io", None)
+        if io is not None and hasattr(io, "input_size") and hasattr(io, "mpp"):
+            crop = CropSpec(size=int(io.input_size), mpp=float(io.mpp))
+        else:
+            crop = CropSpec()
+    res = analyze_field(arr, mpp=mpp, params=params, crop=crop)
+    t = res.table
+    cls = t["cls"]
+    wbc_types: dict[int, tuple[str, float]] = {}
+    if classifier is not None and len(res.crops):
+        labels, probs = classifier.predict(res.crops)
+        probs = np.asarray(probs)
+        rows = np.flatnonzero(cls == "wbc")
+        for k, r in enumerate(rows):
+            wbc_types[int(r)] = (str(labels[k]), float(np.max(probs[k])))
+    cells = []
+    for i in range(len(cls)):
+        rec = {
+            "cls": str(cls[i]),
+            "y": float(t["y"][i]),
+            "x": float(t["x"][i]),
+            "area_um2": float(t["area_um2"][i]),
+            "circularity": float(t["circularity"][i]),
+            "solidity": float(t["solidity"][i]),
+            "irregular": bool(t["irregular"][i]),
+        }
+        if i in wbc_types:
+            rec["wbc_type"], rec["wbc_confidence"] = wbc_types[i]
+        cells.append(rec)
+    return {
+        "image": name,
+        "wbc": int(np.sum(cls == "wbc")),
+        "rbc": int(np.sum(cls == "rbc")),
+        "platelets": int(np.sum(cls == "platelet")),
+        "mpp": float(res.mpp),
+        "mpp_estimated": bool(res.mpp_estimated),
+        "cells": cells,
+    }

@@ -1,0 +1,176 @@
+"""Batched WBC classification for the pipeline and the CLI.
+
+- :func:`get_worker_model` loads a model once per process (and device) and caches it;
+  :class:`ModelPlugin` does that when a Dask worker starts, on the GPU when the worker
+  has one, so no task pays for loading.
+- :func:`classify_crops` classifies pooled crops with the cached model.
+- :func:`classify_images` classifies single-cell image files (one centred cell each, like
+  the PBC dataset) for ``hemoflow classify IMAGE...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hemoflow.classify.config import PBC_CAMERA_MPP, default_weights_path
+from hemoflow.classify.model import WbcClassifier, load_model
+from hemoflow.classify.transforms import prepare_cell_image
+from hemoflow.errors import SlideNotFoundError, SlideReadError
+
+try:  # distributed is a core dependency; keep this module importable without it anyway
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # pragma: no cover
+    WorkerPlugin = object  # type: ignore[misc,assignment]
+
+__all__ = ["get_worker_model", "clear_model_cache", "classify_crops", "classify_images", "ModelPlugin"]
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[str, str], WbcClassifier] = {}
+_LOCK = threading.Lock()
+
+
+def _pick_device(device: str | None) -> str:
+    if device is not None:
+        return device
+    env = os.environ.get("HEMOFLOW_DEVICE")
+    if env:
+        return env
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def get_worker_model(path: str | os.PathLike | None = None, *, device: str | None = None) -> WbcClassifier:
+    """The classifier for this process, loaded on first use and cached.
+
+    Parameters
+    ----------
+    path : path, optional
+        Weights file; default: the shipped model.
+    device : str, optional
+        "cpu" or "cuda[:i]"; default ``$HEMOFLOW_DEVICE``, else CUDA when available.
+    """
+    p = str(Path(path) if path is not None else default_weights_path(".pt"))
+    dev = _pick_device(device)
+    key = (p, dev)
+    with _LOCK:
+        clf = _CACHE.get(key)
+        if clf is None:
+            t0 = time.perf_counter()
+            clf = load_model(p, device=dev)
+            _CACHE[key] = clf
+            log.info("loaded %s on %s in %.2fs", Path(p).name, dev, time.perf_counter() - t0)
+        return clf
+
+
+def clear_model_cache() -> None:
+    """Forget cached models (tests, or after replacing a weights file)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def classify_crops(
+    crops: np.ndarray, model: WbcClassifier | None = None, *, batch_size: int = 256
+) -> tuple[list[str], np.ndarray]:
+    """Classify uint8 [N,S,S,3] crops with ``model`` (default: this process's cached model).
+
+    Returns ``(labels, probs)`` as :meth:`WbcClassifier.predict` does.
+    """
+    clf = model if model is not None else _plugin_model() or get_worker_model()
+    return clf.predict(crops, batch_size=batch_size)
+
+
+def _plugin_model() -> WbcClassifier | None:
+    """The model a :class:`ModelPlugin` put on the current Dask worker, if any."""
+    try:
+        from distributed import get_worker
+
+        return getattr(get_worker(), "hemoflow_wbc_model", None)
+    except (ImportError, ValueError):
+        return None
+
+
+class ModelPlugin(WorkerPlugin):
+    """Load the WBC classifier once per Dask worker, at worker start.
+
+    The model goes on the GPU when the worker advertises a ``GPU`` resource and CUDA is
+    available, else on the CPU. It is stored as ``worker.hemoflow_wbc_model`` and in this
+    module's per-process cache, where :func:`classify_crops` finds it.
+
+    >>> client.register_plugin(ModelPlugin())  # doctest: +SKIP
+    """
+
+    name = "hemoflow-wbc-model"
+
+    def __init__(self, path: str | os.PathLike | None = None, device: str | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.device = device
+
+    def setup(self, worker) -> None:
+        device = self.device
+        if device is None:
+            import torch
+
+            gpu = bool(getattr(worker, "state", None) and worker.state.total_resources.get("GPU"))
+            device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+        t0 = time.perf_counter()
+        worker.hemoflow_wbc_model = get_worker_model(self.path, device=device)
+        worker.hemoflow_wbc_model_load_s = time.perf_counter() - t0
+
+    def teardown(self, worker) -> None:
+        if hasattr(worker, "hemoflow_wbc_model"):
+            del worker.hemoflow_wbc_model
+
+
+def _read_rgb(path: str | os.PathLike) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise SlideNotFoundError(f"image not found: {path}") from None
+    except OSError as e:
+        raise SlideReadError(f"cannot decode {path}: {e}") from None
+
+
+def classify_images(
+    paths: Sequence[str | os.PathLike],
+    *,
+    mpp: float | None = None,
+    model: WbcClassifier | None = None,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
+    """Classify image files, each holding one centred cell (like the PBC dataset).
+
+    Each image is resampled from ``mpp`` (default: the PBC camera, ~0.1 µm/px) to the
+    model's ``io.mpp`` and centre-cropped/padded to ``io.input_size``.
+
+    Returns
+    -------
+    list of dict
+        Per image: ``image`` (path), ``label``, ``confidence`` and ``probs`` (class -> p).
+    """
+    clf = model if model is not None else get_worker_model()
+    src_mpp = float(mpp) if mpp is not None else PBC_CAMERA_MPP
+    crops = np.stack(
+        [prepare_cell_image(_read_rgb(p), mpp=src_mpp, size=clf.io.input_size, dst_mpp=clf.io.mpp) for p in paths]
+    ) if len(paths) else np.zeros((0, clf.io.input_size, clf.io.input_size, 3), np.uint8)
+    labels, probs = clf.predict(crops, batch_size=batch_size)
+    return [
+        {
+            "image": str(p),
+            "label": lb,
+            "confidence": float(pr.max()),
+            "probs": {c: round(float(v), 5) for c, v in zip(clf.io.classes, pr)},
+        }
+        for p, lb, pr in zip(paths, labels, probs)
+    ]

@@ -1,0 +1,397 @@
+"""Self-contained HTML report: one page per patient plus an index.
+
+Every page stands alone: images are inlined as ``data:image/png;base64`` URIs, plots are
+inline SVG, styles are inline; nothing is fetched from the network, so a page can be
+mailed or archived as one file.
+
+A patient page shows, in this order: the research-use notice; the flags explained in
+plain words; counts and ratios; the differential, blast % and immature fraction with
+their 95 % intervals drawn against the reference bands and the 20 % cut-off; bone-marrow
+M:E ratio and maturation stages (marrow specimens); RBC/WBC/platelet morphology; the RBC
+size histogram; and a QC thumbnail of each slide with every detected cell outlined in
+its class colour.
+
+Pseudonymisation: with ``pseudonymize_key``, patient ids are replaced everywhere (page
+text, file names) by :func:`pseudonymize`, and slide names by the same keyed hash with an
+``"S-"`` prefix, since slide file names often carry identifiers.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from hemoflow.errors import HemoflowError, OutputNotWritableError
+from hemoflow.report.overlays import CLASS_COLORS, draw_cells, to_png_bytes
+from hemoflow.report.svg import FLAG_COLORS, IntervalRow, histogram_plot, interval_plot
+from hemoflow.stats.reference import explain_cutoff_flag, explain_range_flag
+
+__all__ = ["write_report", "pseudonymize", "RESEARCH_USE_NOTICE"]
+
+RESEARCH_USE_NOTICE = (
+    "For research use only. hemoflow is not a medical device: these automated results "
+    "have not been reviewed by a specialist and must not be used for diagnosis or "
+    "treatment decisions."
+)
+
+_THUMB_MAX_SIDE = 1100
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1000px;margin:0 auto;padding:16px 24px 40px;background:#fff}
+h1{font-size:1.5em;margin:.4em 0}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:1.6em}
+.notice{background:#fff3cd;border:2px solid #e0a800;padding:10px 14px;font-weight:600;border-radius:4px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child,td.t,th.t{text-align:left}a{white-space:nowrap}
+.flag{display:inline-block;padding:1px 7px;border-radius:9px;color:#fff;font-size:.85em}
+ul.flags li{margin:4px 0}.muted{color:#666}.legend span{display:inline-block;margin-right:14px}
+.swatch{display:inline-block;width:12px;height:12px;border:2px solid;margin-right:4px;vertical-align:middle}
+figure{margin:10px 0}figure img{max-width:100%;border:1px solid #ccc}figcaption{color:#555;font-size:.9em}
+footer{margin-top:2em;color:#666;font-size:.85em}
+"""
+
+
+def pseudonymize(patient_id: str, key: bytes, *, prefix: str = "P-", length: int = 12) -> str:
+    """Keyed pseudonym of an identifier: ``prefix`` + the first ``length`` hex digits of
+    HMAC-SHA256(key, id).
+
+    The same key always maps an id to the same pseudonym; without the key the id cannot
+    be recovered or confirmed by hashing guesses.
+
+    Examples
+    --------
+    >>> pseudonymize("patient-001", b"secret")
+    'P-326cf52d675e'
+    """
+    if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
+        raise HemoflowError("pseudonymize_key must be non-empty bytes")
+    if not 4 <= int(length) <= 64:
+        raise HemoflowError(f"length must be between 4 and 64, got {length!r}")
+    digest = hmac.new(bytes(key), str(patient_id).encode("utf-8"), hashlib.sha256).hexdigest()
+    return prefix + digest[: int(length)]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_list(items: Any) -> list[Mapping[str, Any]]:
+    if items is None:
+        return []
+    if isinstance(items, Mapping):
+        return list(items.values())
+    return list(items)
+
+
+def _safe_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("._")[:64] or "patient"
+
+
+def _num(v: Any, fmt: str = "{:.1f}", none: str = "–") -> str:
+    return none if v is None else fmt.format(v)
+
+
+def _badge(flag: str) -> str:
+    color = FLAG_COLORS.get(flag, "#616161")
+    return f'<span class="flag" style="background:{color}">{escape(flag.replace("_", " "))}</span>'
+
+
+def _settle(d: Mapping[str, Any]) -> str:
+    if d["flag"] != "indeterminate":
+        return ""
+    if d.get("cells_to_resolve") is None:
+        return '<span title="the estimate sits on the boundary">n/a</span>'
+    return f"{d['cells_to_resolve']:,}"
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _page(title: str, body: str, meta: Mapping[str, Any]) -> str:
+    made = escape(str(meta.get("created") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    extra = "".join(
+        f"<br>{escape(str(k))}: {escape(str(v))}" for k, v in meta.items() if k != "created" and v is not None
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'\">"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f'<p class="notice" role="note">{escape(RESEARCH_USE_NOTICE)}</p>{body}'
+        f"<footer>Generated by hemoflow on {made}.{extra}<br>{escape(RESEARCH_USE_NOTICE)}</footer>"
+        "</main></body></html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _flag_sentences(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for name, d in s["differential"].items():
+        text = explain_range_flag(
+            name, d["flag"], percent=d["percent"], ci_low=d["ci_low"], ci_high=d["ci_high"],
+            ref_low=d["ref_low"], ref_high=d["ref_high"], n=d["n"], cells_to_resolve=d["cells_to_resolve"],
+        )
+        out.append((d["flag"], text))
+    for key, label in (("blast", "blasts were"), ("immature", "immature cells (blasts and immature granulocytes) were")):
+        d = s[key]
+        text = explain_cutoff_flag(
+            label, d["flag"], percent=d["percent"], ci_low=d["ci_low"], ci_high=d["ci_high"],
+            cutoff=d["cutoff"], n=d["n"], cells_to_resolve=d["cells_to_resolve"],
+        )
+        out.append((d["flag"], text))
+    # Abnormal findings first, then undecided, then normal.
+    rank = {"high": 0, "low": 0, "above": 0, "indeterminate": 1}
+    return sorted(out, key=lambda t: rank.get(t[0], 2))
+
+
+def _flags_section(s: Mapping[str, Any]) -> str:
+    items = "".join(f"<li>{_badge(f)} {escape(t)}</li>" for f, t in _flag_sentences(s))
+    return (
+        "<h2>Flags in plain words</h2>"
+        '<p class="muted">A value is called high or low only when its whole 95 % interval lies '
+        "outside the reference range, and normal only when the whole interval lies inside; "
+        "otherwise the count is too small to tell (indeterminate).</p>"
+        f'<ul class="flags">{items}</ul>'
+    )
+
+
+def _counts_section(s: Mapping[str, Any]) -> str:
+    c = s["counts"]
+    rows = [
+        ("Red cells", f"{c['rbc']:,}"),
+        ("White cells (nucleated red cells excluded)", f"{c['wbc']:,}"),
+        ("White cells classified (differential count)", f"{c['wbc_classified']:,}"),
+        ("Platelets", f"{c['platelet']:,}"),
+        ("Nucleated red cells per 100 WBC", _num(s["nucleated_rbc_per_100_wbc"])),
+        ("WBC : RBC ratio", _num(s["wbc_rbc_ratio"], "{:.5f}")),
+        ("WBC per 1,000 RBC", _num(s["wbc_per_1000_rbc"], "{:.2f}")),
+        ("Platelets per 1,000 RBC", _num(s["platelets_per_1000_rbc"], "{:.1f}")),
+    ]
+    body = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
+    return f"<h2>Counts</h2><table>{body}</table>"
+
+
+def _differential_section(s: Mapping[str, Any]) -> str:
+    rows, table = [], []
+    for name, d in s["differential"].items():
+        rows.append(IntervalRow(name, d["percent"], d["ci_low"], d["ci_high"], d["flag"], d["ref_low"], d["ref_high"]))
+        ref = "–" if d["ref_low"] is None else f"{d['ref_low']:g}–{d['ref_high']:g}"
+        table.append((name, d, ref))
+    for key, label in (("blast", "blast"), ("immature", "immature")):
+        d = s[key]
+        rows.append(IntervalRow(label, d["percent"], d["ci_low"], d["ci_high"], d["flag"], cutoff=d["cutoff"]))
+        table.append((label, d, f"cut-off {d['cutoff']:g}"))
+    svg = interval_plot(rows, title="White-cell differential with 95 % intervals")
+    trs = "".join(
+        f"<tr><td>{escape(n)}</td><td>{d['count']}</td><td>{_num(d['percent'])}</td>"
+        f"<td>{_num(d['ci_low'])}–{_num(d['ci_high'])}</td><td>{escape(ref)}</td><td>{_badge(d['flag'])}</td>"
+        f"<td>{_settle(d)}</td></tr>"
+        for n, d, ref in table
+    )
+    note = (
+        "<p class=\"muted\">Bone-marrow specimen: peripheral-blood reference ranges are not applied.</p>"
+        if s["specimen"] == "bone_marrow"
+        else ""
+    )
+    return (
+        f"<h2>Differential ({s['counts']['wbc_classified']} classified white cells)</h2>{note}{svg}"
+        "<table><tr><th>Class</th><th>Count</th><th>%</th><th>95 % interval</th><th>Reference %</th>"
+        "<th>Flag</th><th title='total white cells that would settle the flag if the proportion held'>"
+        f"Cells to settle (total)</th></tr>{trs}</table>"
+    )
+
+
+def _marrow_section(s: Mapping[str, Any]) -> str:
+    m = s.get("marrow")
+    if not m:
+        return ""
+    me = _num(m["me_ratio"], "{:.2f}", none=f"unavailable ({m['me_ratio_note']})")
+    parts = [
+        "<h2>Bone marrow</h2>",
+        f"<p>M:E ratio <b>{escape(me)}</b> ({m['myeloid']} myeloid / {m['erythroid']} erythroid cells).</p>",
+    ]
+    if m["stages_available"]:
+        trs = "".join(
+            f"<tr><td>{escape(k.replace('_', ' '))}</td><td>{v['count']}</td><td>{_num(v['percent'])}</td></tr>"
+            for k, v in m["stages"].items()
+        )
+        parts.append(f"<table><tr><th>Maturation stage</th><th>Count</th><th>%</th></tr>{trs}</table>")
+    else:
+        parts.append(f"<p>Maturation-stage distribution unavailable: {escape(m['stages_note'])}.</p>")
+    return "".join(parts)
+
+
+def _morphology_section(s: Mapping[str, Any]) -> str:
+    trs = "".join(
+        f"<tr><td>{escape(k)}</td><td>{v['n']:,}</td><td>{_num(v['area_um2_mean'])}</td>"
+        f"<td>{_num(v['area_um2_sd'])}</td><td>{_num(v['irregular_percent'])}</td></tr>"
+        for k, v in s["morphology"].items()
+    )
+    ri = s["rbc_indices"]
+    h = s["rbc_area_histogram"]
+    hist = histogram_plot(
+        h["edges_um2"], h["counts"], overflow=h["overflow"], title="Red-cell size distribution",
+        xlabel="RBC area (µm²)", marker=s["morphology"]["rbc"]["area_um2_mean"], marker_label="mean",
+    )
+    return (
+        "<h2>Morphology</h2><table><tr><th>Class</th><th>n</th><th>Mean area µm²</th><th>SD µm²</th>"
+        f"<th>Irregular %</th></tr>{trs}</table>"
+        f"<p>Anisocytosis (CV of red-cell area): <b>{_num(ri['anisocytosis_cv_percent'])} %</b>. "
+        f"Poikilocytosis (irregular red cells): <b>{_num(ri['poikilocytosis_percent'])} %</b>.</p>{hist}"
+    )
+
+
+def _legend() -> str:
+    spans = "".join(
+        f'<span><i class="swatch" style="border-color:rgb{c}"></i>{escape(k)}</span>' for k, c in CLASS_COLORS.items()
+    )
+    return f'<p class="legend">{spans}</p>'
+
+
+def _thumbnail_figure(
+    display: str, thumb: tuple[np.ndarray, float] | None, cells: pd.DataFrame | None, summary: Mapping | None
+) -> str:
+    counts = ""
+    if summary is not None:
+        c = summary["counts"]
+        counts = f" {c['rbc']:,} red cells, {c['wbc']:,} white cells, {c['platelet']:,} platelets."
+    if thumb is None:
+        return f"<p>Slide {escape(display)}: no thumbnail.{escape(counts)}</p>"
+    rgb, downsample = thumb
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise HemoflowError(f"thumbnail of slide {display!r} must be uint8[H, W, 3], got {rgb.dtype}{list(rgb.shape)}")
+    scale = min(1.0, _THUMB_MAX_SIDE / max(rgb.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    ds = float(downsample) / scale
+    if cells is not None and len(cells):
+        rgb = draw_cells(rgb, cells, downsample=ds)
+    uri = _data_uri(to_png_bytes(rgb))
+    return (
+        f'<figure><img src="{uri}" alt="Slide {escape(display)} with detected cells outlined" '
+        f'width="{rgb.shape[1]}" height="{rgb.shape[0]}"><figcaption>Slide {escape(display)}: '
+        f"{1 / ds:.3g}× of full resolution.{escape(counts)}</figcaption></figure>"
+    )
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def write_report(
+    results: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    thumbnails: Mapping[str, tuple[np.ndarray, float]] | None = None,
+    cells: pd.DataFrame | None = None,
+    pseudonymize_key: bytes | None = None,
+) -> list[Path]:
+    """Write one self-contained HTML page per patient and an ``index.html``.
+
+    Parameters
+    ----------
+    results : mapping
+        ``{"patients": [...], "slides": [...], "meta": {...}}``: patient summaries from
+        :func:`hemoflow.stats.aggregate.summarize_patient` and slide summaries from
+        :func:`~hemoflow.stats.aggregate.summarize_slide` (lists, or mappings whose values
+        are summaries); ``meta`` (optional) is shown in the footer (e.g. hemoflow
+        version, model hash, ``created``).
+    out_dir : path
+        Folder for the pages; created if missing.
+    thumbnails : mapping, optional
+        Slide name -> ``(uint8[H, W, 3] thumbnail, downsample)`` as returned by
+        ``ZarrSlide.thumbnail``.
+    cells : pandas.DataFrame, optional
+        Cell table with a ``slide`` column, for the QC overlays.
+    pseudonymize_key : bytes, optional
+        Replace patient ids and slide names by keyed pseudonyms (:func:`pseudonymize`).
+
+    Returns
+    -------
+    list of Path
+        The patient pages in input order, then ``index.html``.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot create report folder {out}: {exc}") from exc
+    patients = _as_list(results.get("patients"))
+    slides = {str(s.get("slide")): s for s in _as_list(results.get("slides"))}
+    meta = dict(results.get("meta") or {})
+    thumbnails = thumbnails or {}
+    by_slide = dict(tuple(cells.groupby(cells["slide"].astype(str)))) if cells is not None and "slide" in cells else {}
+
+    def show_patient(pid: Any) -> str:
+        return pseudonymize(str(pid), pseudonymize_key) if pseudonymize_key else str(pid)
+
+    def show_slide(name: str) -> str:
+        return pseudonymize("slide:" + name, pseudonymize_key, prefix="S-") if pseudonymize_key else name
+
+    written: list[Path] = []
+    index_rows = []
+    used: set[str] = set()
+    for p in patients:
+        display = show_patient(p.get("patient_id"))
+        fname = _safe_name(f"patient-{display}")
+        while fname + ".html" in used or fname == "index":
+            fname += "_"
+        used.add(fname + ".html")
+        slide_names = [str(x) for x in p.get("slides", [])]
+        shown = [show_slide(x) for x in slide_names]
+        figures = "".join(
+            _thumbnail_figure(show_slide(x), thumbnails.get(x), by_slide.get(x), slides.get(x)) for x in slide_names
+        )
+        body = (
+            f"<h1>Patient {escape(display)}</h1>"
+            f"<p>Specimen: <b>{escape(p['specimen'].replace('_', ' '))}</b>. Slides ({len(shown)}): "
+            f"{escape(', '.join(shown)) or '–'}. Intervals are exact (Clopper–Pearson) "
+            f"{p.get('confidence', 0.95) * 100:g} % binomial intervals on pooled cells of all slides.</p>"
+            + _flags_section(p)
+            + _counts_section(p)
+            + _differential_section(p)
+            + _marrow_section(p)
+            + _morphology_section(p)
+            + f"<h2>Quality control: detected cells</h2>{_legend()}{figures or '<p>No slides.</p>'}"
+        )
+        path = out / f"{fname}.html"
+        path.write_text(_page(f"hemoflow – patient {display}", body, meta), encoding="utf-8")
+        written.append(path)
+        notable = [
+            f"{k} {d['flag']}" for k, d in p["differential"].items() if d["flag"] in ("high", "low")
+        ] + [f"{k} {p[k]['flag']} 20 %" for k in ("blast", "immature") if p[k]["flag"] == "above"]
+        undecided = sum(d["flag"] == "indeterminate" for d in p["differential"].values()) + sum(
+            p[k]["flag"] == "indeterminate" for k in ("blast", "immature")
+        )
+        index_rows.append(
+            f'<tr><td><a href="{escape(path.name)}">{escape(display)}</a></td>'
+            f"<td class=\"t\">{escape(p['specimen'].replace('_', ' '))}</td><td>{len(shown)}</td>"
+            f"<td>{p['counts']['wbc_classified']:,}</td><td>{_num(p['blast']['percent'])}</td>"
+            f"<td class=\"t\">{escape('; '.join(notable)) or 'none'}</td><td>{undecided}</td></tr>"
+        )
+    index_body = (
+        f"<h1>hemoflow report: {len(patients)} patient(s)</h1>"
+        "<table><tr><th>Patient</th><th class=\"t\">Specimen</th><th>Slides</th><th>WBC classified</th>"
+        "<th>Blast %</th><th class=\"t\">Outside reference / above cut-off</th><th>Indeterminate flags</th></tr>"
+        + "".join(index_rows)
+        + "</table>"
+    )
+    index = out / "index.html"
+    index.write_text(_page("hemoflow report", index_body, meta), encoding="utf-8")
+    written.append(index)
+    return written

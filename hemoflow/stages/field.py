@@ -1,0 +1,417 @@
+"""Calibration (image-global, once per slide) and field analysis (local, per tile).
+
+>>> from hemoflow.stages import analyze_field
+>>> import numpy as np
+>>> res = analyze_field(np.full((64, 64, 3), 230, np.uint8), mpp=0.25)
+>>> len(res.table["cls"]), res.crops.shape
+(0, (0, 96, 96, 3))
+
+Border rule
+-----------
+A cell is reported when its centroid lies inside the analysed array, i.e. every visible
+cell or part of a cell, provided the visible part passes the class's size rule (RBC parts
+smaller than ``rbc_min_area_frac`` of a typical RBC are dropped, at the border as
+anywhere else). The pipeline's ownership by centroid-in-core applies the same rule per
+tile, so a slide's cells are counted exactly once.
+
+Tiling
+------
+:func:`calibrate` holds every image-global quantity. :func:`analyze_field` then uses only
+local operations whose reach is bounded by ``SegmentParams.max_cell_diameter_um`` (and the
+crop window), so a tile analysed with the slide's calibration finds, in its core, the same
+cells as the whole image. When ``Calibration.downsample`` > 1 (images much finer than
+``work_mpp``), tile windows must start at multiples of it so the averaging blocks line up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_multiotsu, threshold_otsu
+
+from hemoflow.errors import HemoflowError
+from hemoflow.kernels import label, regionprops_table
+from hemoflow.stages.crops import CropSpec, crop_cells
+from hemoflow.stages.features import empty_table, measure_cells
+from hemoflow.stages.preprocess import CELL_CHANNELS, downsample, stain_channels, validate_rgb
+from hemoflow.stages.segment import (
+    _within,
+    disk,
+    fill_small_holes,
+    remove_small,
+    segment_platelets,
+    segment_rbc,
+    segment_wbc,
+)
+
+__all__ = ["SegmentParams", "Calibration", "FieldResult", "calibrate", "analyze_field"]
+
+log = logging.getLogger(__name__)
+
+
+def _pos(name: str, v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise HemoflowError(f"{name} must be a positive number, got {v!r}") from None
+    if not (f > 0 and math.isfinite(f)):
+        raise HemoflowError(f"{name} must be a positive number, got {v!r}")
+    return f
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Tunables of segmentation, in µm (converted to px with the image's mpp).
+
+    Parameters
+    ----------
+    rbc_diameter_um : float
+        Typical RBC diameter; sets the watershed marker spacing and, when the image has no
+        pixel size, the estimate ``mpp = rbc_diameter_um / median single-RBC diameter``.
+    max_cell_diameter_um : float
+        Largest cell (a big monocyte); bounds every local operation and so the tile halo.
+    work_mpp : float
+        Images finer than this are block-averaged by ``floor(work_mpp / mpp)``.
+    smooth_sigma_um : float
+        Gaussian smoothing of the stain channels.
+    min_nucleus_od, min_cell_od : float
+        Floors for the calibrated nucleus / cell thresholds (optical-density units), so a
+        field without any WBC does not turn noise into nuclei.
+    wbc_min_nucleus_um2 : float
+        Total nuclear area of a WBC (smaller stained objects are platelet candidates).
+    wbc_merge_um : float
+        Nuclear fragments closer than this are lobes of one cell.
+    wbc_cytoplasm_um : float
+        Cytoplasm rim taken around a nucleus as part of the WBC.
+    platelet_diameter_um : tuple
+        Accepted equivalent-diameter range of platelets.
+    platelet_threshold_frac : float
+        Platelet threshold as a fraction of the nucleus threshold (platelets stain paler).
+    rbc_min_area_frac : float
+        RBC objects smaller than this fraction of a typical RBC area are dropped.
+    pallor_area_frac : float
+        Holes smaller than this fraction of a typical RBC area are filled (central pallor).
+    split_min_distance_frac : float
+        Minimum distance between watershed markers, as a fraction of the RBC diameter.
+    irregular_* : float
+        Thresholds of the irregularity rule (:mod:`hemoflow.stages.features`).
+    cell_channel : str
+        Cell score of :func:`~hemoflow.stages.preprocess.stain_channels`.
+    """
+
+    rbc_diameter_um: float = 7.5
+    max_cell_diameter_um: float = 20.0
+    work_mpp: float = 0.25
+    smooth_sigma_um: float = 0.4
+    min_nucleus_od: float = 0.08
+    min_cell_od: float = 0.04
+    wbc_min_nucleus_um2: float = 14.0
+    wbc_merge_um: float = 3.0
+    wbc_cytoplasm_um: float = 3.0
+    platelet_diameter_um: tuple[float, float] = (1.5, 4.0)
+    platelet_threshold_frac: float = 0.6
+    rbc_min_area_frac: float = 0.3
+    pallor_area_frac: float = 0.35
+    split_min_distance_frac: float = 0.4
+    irregular_min_solidity: float = 0.90
+    irregular_min_circularity: float = 0.75
+    irregular_max_eccentricity: float = 0.70
+    cell_channel: str = "od_green_minus_red"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "cell_channel":
+                if v not in CELL_CHANNELS:
+                    raise HemoflowError(f"cell_channel must be one of {CELL_CHANNELS}, got {v!r}")
+            elif f.name == "platelet_diameter_um":
+                lo, hi = (float(x) for x in v)
+                if not (0 < lo < hi):
+                    raise HemoflowError(f"platelet_diameter_um must be (lo, hi) with 0 < lo < hi, got {v!r}")
+                object.__setattr__(self, f.name, (lo, hi))
+            else:
+                object.__setattr__(self, f.name, _pos(f.name, v))
+        if self.irregular_min_solidity > 1 or self.irregular_max_eccentricity > 1:
+            raise HemoflowError("irregular_min_solidity and irregular_max_eccentricity must be <= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["platelet_diameter_um"] = list(self.platelet_diameter_um)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SegmentParams":
+        d = dict(d)
+        if "platelet_diameter_um" in d:
+            d["platelet_diameter_um"] = tuple(d["platelet_diameter_um"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Image-global quantities measured once per slide by :func:`calibrate`.
+
+    Thresholds are on the stain channels of :mod:`hemoflow.stages.preprocess` computed at
+    the working scale (``downsample``) relative to ``background``.
+    """
+
+    background: tuple[float, float, float]
+    cell_threshold: float
+    nucleus_threshold: float
+    platelet_threshold: float
+    mpp: float
+    mpp_estimated: bool
+    downsample: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["background"] = [float(x) for x in self.background]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Calibration":
+        d = dict(d)
+        d["background"] = tuple(float(x) for x in d["background"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    """Result of :func:`analyze_field`.
+
+    ``table`` is a cell table (:data:`hemoflow.schema.CELL_COLUMNS`); ``crops`` holds one
+    ``uint8[size, size, 3]`` crop per ``cls == "wbc"`` row, in table order.
+    """
+
+    table: dict[str, np.ndarray]
+    crops: np.ndarray
+    mpp: float
+    mpp_estimated: bool
+    calibration: Calibration = field(repr=False)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _subsample(a: np.ndarray, max_pixels: int = 1_000_000) -> np.ndarray:
+    step = max(1, int(math.ceil(math.sqrt(a.shape[0] * a.shape[1] / max_pixels))))
+    return a[::step, ::step]
+
+
+def _background(rgb: np.ndarray) -> tuple[float, float, float]:
+    """Median colour of the bright (cell-free) pixels: green above its Otsu threshold."""
+    s = _subsample(rgb).reshape(-1, 3).astype(np.float32)
+    g = s[:, 1]
+    if g.max() - g.min() < 1:
+        bg = np.median(s, axis=0)
+    else:
+        bg = np.median(s[g > threshold_otsu(g)], axis=0)
+    return tuple(float(v) for v in np.maximum(bg, 1.0))
+
+
+def _thresholds(cell: np.ndarray, nuc: np.ndarray, params: SegmentParams) -> tuple[float, float]:
+    """Nucleus threshold: upper of a 3-class Otsu (RBC/background | nucleus); cell threshold:
+    Otsu of the cell score over the non-nuclear pixels (background vs cells)."""
+    c = _subsample(cell).ravel()
+    n = _subsample(nuc).ravel()
+    try:
+        t_nuc = float(threshold_multiotsu(n, classes=3)[1])
+    except ValueError:
+        t_nuc = params.min_nucleus_od
+    t_nuc = max(t_nuc, params.min_nucleus_od)
+    c = c[n <= t_nuc]
+    t_cell = float(threshold_otsu(c)) if c.size and c.max() > c.min() else params.min_cell_od
+    return max(t_cell, params.min_cell_od), t_nuc
+
+
+# For touching or isolated discs of radius r, 10% of the pixels lie deeper than 0.684 r
+# (P(depth > d) = (1 - d/r)^2), so the 90th percentile of the distance transform over the
+# cell mask measures the radius without needing isolated cells.
+_P90_DEPTH = 1.0 - math.sqrt(0.1)
+
+
+def _estimate_rbc_diameter_px(rgb: np.ndarray, bg, params: SegmentParams) -> float | None:
+    """Typical RBC diameter (px) from the depth distribution of the non-nuclear cell mask."""
+    cell, nuc = stain_channels(rgb, bg, sigma_px=1.5, cell_channel=params.cell_channel)
+    t_cell, t_nuc = _thresholds(cell, nuc, params)
+    mask = ndi.binary_fill_holes(ndi.binary_opening(cell > t_cell, disk(1.5)))
+    lab, n = label(mask, connectivity=2)
+    if n == 0:
+        return None
+    stained = np.zeros(n + 1, bool)
+    stained[lab[nuc > t_nuc]] = True
+    stained[0] = True
+    mask = ~stained[lab]
+    if mask.sum() < 50:
+        return None
+    depth = ndi.distance_transform_edt(mask)
+    return float(2.0 * np.percentile(depth[mask], 90) / _P90_DEPTH)
+
+
+def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None = None) -> Calibration:
+    """Measure the image-global quantities of a field or slide thumbnail once.
+
+    Parameters
+    ----------
+    rgb : uint8[H, W, 3]
+        The whole field, or a thumbnail of a slide at the same magnification ratio the
+        caller records (thresholds are scale-free; the mpp estimate is in ``rgb`` px).
+    params : SegmentParams
+    mpp : float, optional
+        Known pixel size (µm/px). When None it is estimated from the median diameter of
+        isolated RBCs (``params.rbc_diameter_um``) and ``mpp_estimated`` is True.
+
+    Raises
+    ------
+    UnsupportedImageError
+        ``rgb`` is not ``uint8[H, W, 3|4]``.
+    HemoflowError
+        No pixel size was given and no isolated RBC could be measured.
+    """
+    rgb = validate_rgb(rgb)
+    bg = _background(rgb)
+    estimated = mpp is None
+    if estimated:
+        d_px = _estimate_rbc_diameter_px(rgb, bg, params)
+        if d_px is None:
+            raise HemoflowError(
+                f"cannot estimate the pixel size of a {rgb.shape} image: no isolated red cell found; pass mpp"
+            )
+        mpp = params.rbc_diameter_um / d_px
+    mpp = _pos("mpp", mpp)
+    factor = max(1, int(math.floor(params.work_mpp / mpp + 1e-6)))
+    small = downsample(rgb, factor)
+    cell, nuc = stain_channels(
+        small, bg, sigma_px=params.smooth_sigma_um / (mpp * factor), cell_channel=params.cell_channel
+    )
+    t_cell, t_nuc = _thresholds(cell, nuc, params)
+    return Calibration(
+        background=bg,
+        cell_threshold=t_cell,
+        nucleus_threshold=t_nuc,
+        platelet_threshold=max(params.platelet_threshold_frac * t_nuc, params.min_nucleus_od),
+        mpp=float(mpp),
+        mpp_estimated=bool(estimated),
+        downsample=factor,
+    )
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _segment(small: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float):
+    """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
+    um = 1.0 / px_um  # px per µm
+    cell, nuc = stain_channels(
+        small, cal.background, sigma_px=params.smooth_sigma_um * um, cell_channel=params.cell_channel
+    )
+    rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
+    cell_mask = cell > cal.cell_threshold
+    cell_mask = ndi.binary_opening(cell_mask, disk(max(0.4 * um, 1.0)))
+    cell_mask = fill_small_holes(cell_mask, params.pallor_area_frac * rbc_area)
+
+    lo, hi = params.platelet_diameter_um
+    plt_min = math.pi / 4.0 * (lo * um) ** 2
+    plt_max = math.pi / 4.0 * (hi * um) ** 2
+    wbc, n_wbc, _ = segment_wbc(
+        nuc,
+        cell_mask,
+        threshold=cal.nucleus_threshold,
+        min_fragment_px=max(plt_min * 0.5, 2.0),
+        min_nucleus_px=params.wbc_min_nucleus_um2 * um * um,
+        merge_px=params.wbc_merge_um * um,
+        cytoplasm_px=params.wbc_cytoplasm_um * um,
+    )
+    wbc_any = wbc > 0
+    plt, n_plt = segment_platelets(
+        nuc,
+        _within(wbc_any, 1.0 * um),
+        threshold=cal.platelet_threshold,
+        min_px=plt_min,
+        max_px=plt_max,
+    )
+    rbc_mask = cell_mask & ~_within(wbc_any, 0.3 * um) & ~_within(plt > 0, 0.3 * um)
+    rbc_mask = ndi.binary_opening(rbc_mask, disk(max(0.6 * um, 1.0)))
+    rbc, n_rbc = segment_rbc(
+        rbc_mask,
+        diameter_px=params.rbc_diameter_um * um,
+        min_area_px=params.rbc_min_area_frac * rbc_area,
+        min_distance_px=params.split_min_distance_frac * params.rbc_diameter_um * um,
+    )
+    labels = wbc.astype(np.int32)
+    labels = np.where(plt > 0, plt + n_wbc, labels)
+    labels = np.where(rbc > 0, rbc + n_wbc + n_plt, labels).astype(np.int32)
+    classes = np.array(["wbc"] * n_wbc + ["platelet"] * n_plt + ["rbc"] * n_rbc, dtype="U8")
+    return labels, classes
+
+
+def analyze_field(
+    rgb,
+    *,
+    mpp: float | None = None,
+    calibration: Calibration | None = None,
+    params: SegmentParams = SegmentParams(),
+    crop: CropSpec = CropSpec(),
+) -> FieldResult:
+    """Find, measure and crop the cells of one field or tile.
+
+    Parameters
+    ----------
+    rgb : uint8[H, W, 3] (or 4 channels; alpha is dropped)
+    mpp : float, optional
+        Pixel size in µm. None: use ``calibration.mpp`` (estimated when no calibration is
+        given either).
+    calibration : Calibration, optional
+        The slide's calibration; None calibrates on ``rgb`` itself.
+    params : SegmentParams
+    crop : CropSpec
+
+    Returns
+    -------
+    FieldResult
+        ``table`` (one row per cell whose centroid lies in ``rgb``; rows ordered WBCs,
+        platelets, RBCs, each in raster order) and the WBC crops.
+
+    Raises
+    ------
+    UnsupportedImageError
+        ``rgb`` is not an 8-bit RGB(A) image.
+    """
+    rgb = validate_rgb(rgb)
+    if mpp is not None:
+        mpp = _pos("mpp", mpp)
+    if calibration is None:
+        calibration = calibrate(rgb, params=params, mpp=mpp)
+    if mpp is None:
+        mpp, estimated = calibration.mpp, calibration.mpp_estimated
+    else:
+        estimated = False
+    f = int(calibration.downsample)
+    small = downsample(rgb, f)
+    labels, classes = _segment(small, calibration, params, px_um=mpp * f)
+    if len(classes):
+        table = measure_cells(
+            labels,
+            classes,
+            mpp=mpp,
+            scale=f,
+            min_solidity=params.irregular_min_solidity,
+            min_circularity=params.irregular_min_circularity,
+            max_eccentricity=params.irregular_max_eccentricity,
+        )
+        h, w = rgb.shape[:2]
+        for k, lim in (("bbox_y1", h), ("bbox_x1", w), ("bbox_y0", h), ("bbox_x0", w)):
+            table[k] = np.minimum(table[k], lim)
+    else:
+        table = empty_table()
+    is_wbc = table["cls"] == "wbc"
+    crops = crop_cells(
+        rgb, table["y"][is_wbc], table["x"][is_wbc], mpp=mpp, crop=crop, background=calibration.background
+    )
+    return FieldResult(table=table, crops=crops, mpp=float(mpp), mpp_estimated=bool(estimated), calibration=calibration)

@@ -1,0 +1,63 @@
+"""The shipped model: loads, predicts, and holds up on held-out real cells and synthetic slides."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from hemoflow.classify import infer
+from hemoflow.classify.config import default_io_config, default_weights_path
+from hemoflow.classify.evaluation import degrade, evaluate_pbc, pbc_heldout, synthetic_agreement
+from hemoflow.classify.model import load_default_model
+
+PBC8 = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return load_default_model()
+
+
+def test_shipped_model_contract(clf):
+    assert clf.io == default_io_config()
+    assert set(PBC8) <= set(clf.io.classes)
+    assert clf.io.input_size == 96
+    assert default_weights_path(".pt").stat().st_size < 10e6
+    meta = clf.metadata
+    assert len(meta["training_data_sha256"]) == 64
+    assert meta["validation"]["pbc_holdout_originals"]["accuracy"] > 0.85
+    s = clf.io.input_size
+    labels, probs = clf.predict(np.full((3, s, s, 3), 230, np.uint8))
+    assert len(labels) == 3 and probs.shape == (3, len(clf.io.classes))
+
+
+@pytest.fixture(scope="module")
+def heldout(data_dir):
+    if not (data_dir / "pbc" / "labels.csv").exists():
+        pytest.skip("PBC originals not present")
+    return pbc_heldout(data_dir)
+
+
+@pytest.mark.data
+def test_heldout_pbc_robust_to_capture(clf, heldout):
+    """Accuracy on held-out PBC originals; JPEG q70 and +-15 % resizing cost <= 1.5 points.
+
+    Resized copies are processed with their true pixel size (0.1 / scale), as the pipeline
+    does when the scanner reports it.
+    """
+    images, labels = heldout
+    clean = evaluate_pbc(clf.predict, images, labels, clf.io, classes=PBC8)
+    assert clean["accuracy"] >= 0.9, clean
+    for kw in ({"jpeg_quality": 70}, {"scale": 0.85}, {"scale": 1.15}, {"jpeg_quality": 70, "scale": 0.85}):
+        imgs = [degrade(im, **kw) for im in images]
+        m = evaluate_pbc(clf.predict, imgs, labels, clf.io, mpp=0.1 / kw.get("scale", 1.0), classes=PBC8)
+        assert m["accuracy"] >= clean["accuracy"] - 0.015, (kw, m["accuracy"], clean["accuracy"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hemoflow.synth") is None, reason="hemoflow.synth not available")
+def test_synthetic_differential_agrees_with_truth(clf):
+    m = synthetic_agreement(clf, n_fields=4)
+    assert m["n"] >= 20
+    assert m["agreement"] >= 0.95, m

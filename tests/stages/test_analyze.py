@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from hemoflow.analyze import analyze_image
+from hemoflow.errors import SlideNotFoundError, SlideReadError, UnsupportedImageError
+
+synth = pytest.importorskip("hemoflow.synth")
+
+
+class _FakeClassifier:
+    def predict(self, crops):
+        n = len(crops)
+        probs = np.tile(np.array([0.7, 0.3], np.float32), (n, 1))
+        return ["neutrophil"] * n, probs
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(SlideNotFoundError):
+        analyze_image(tmp_path / "nope.jpg")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(SlideReadError):
+        analyze_image(bad)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(gray)
+    with pytest.raises(UnsupportedImageError, match="dtype"):
+        analyze_image(gray, mpp=0.25)
+
+
+def test_png_file_with_classifier(tmp_path):
+    rgb, truth = synth.synth_field((384, 384), seed=4, n_wbc=2)
+    p = tmp_path / "field.png"
+    Image.fromarray(rgb).save(p)
+    out = analyze_image(p, mpp=0.25, classifier=_FakeClassifier())
+    assert out["image"] == "field" and out["mpp"] == 0.25 and out["mpp_estimated"] is False
+    assert out["wbc"] == 2
+    assert out["wbc"] + out["rbc"] + out["platelets"] == len(out["cells"])
+    wbcs = [c for c in out["cells"] if c["cls"] == "wbc"]
+    assert all(c["wbc_type"] == "neutrophil" and c["wbc_confidence"] == pytest.approx(0.7) for c in wbcs)
+    assert all("wbc_type" not in c for c in out["cells"] if c["cls"] != "wbc")
+    assert set(out["cells"][0]) >= {"cls", "y", "x", "area_um2", "circularity", "solidity", "irregular"}
+
+
+def test_tiff_and_array_input_estimated_mpp(tmp_path):
+    import tifffile
+
+    rgb, _ = synth.synth_field((384, 384), seed=5)
+    p = tmp_path / "f.tif"
+    tifffile.imwrite(p, rgb)
+    a = analyze_image(p)
+    b = analyze_image(rgb)
+    assert a["mpp_estimated"] and b["image"] == "array"
+    assert a["rbc"] == b["rbc"] and a["wbc"] == b["wbc"]

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from hemoflow.schema import CELL_COLUMNS
+from hemoflow.stages.features import irregular_rule, measure_cells
+
+N = 121
+YY, XX = np.mgrid[:N, :N] - N // 2
+
+
+def disc(r=30):
+    return XX**2 + YY**2 <= r * r
+
+
+def ellipse(a=36, b=20):
+    return (XX / a) ** 2 + (YY / b) ** 2 <= 1
+
+
+def spiculated(r=28, spikes=12, depth=8):
+    th = np.arctan2(YY, XX)
+    rad = np.hypot(XX, YY)
+    return rad <= r + depth * np.maximum(np.cos(spikes * th), 0) ** 4
+
+
+def teardrop(r=22, tail=36):
+    body = XX**2 + YY**2 <= r * r
+    # a tapering tail to the right
+    tail_mask = (XX >= 0) & (XX <= r + tail) & (np.abs(YY) <= r * (1 - XX / (r + tail)) * 0.6 + 1)
+    return body | tail_mask
+
+
+def _measure(mask, mpp=0.25):
+    return measure_cells(mask.astype(np.int32), np.array(["rbc"]), mpp=mpp)
+
+
+def test_rule_literal():
+    assert irregular_rule([0.95, 0.85, 0.95, 0.95], [0.9, 0.9, 0.7, 0.9], [0.3, 0.3, 0.3, 0.8]).tolist() == [
+        False, True, True, True
+    ]
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [(disc, False), (ellipse, True), (spiculated, True), (teardrop, True)],
+)
+def test_irregularity_of_known_shapes(shape, expected):
+    t = _measure(shape())
+    assert bool(t["irregular"][0]) is expected, {k: t[k][0] for k in ("solidity", "circularity", "eccentricity")}
+
+
+def test_disc_features_in_um():
+    t = _measure(disc(30), mpp=0.5)
+    assert set(t) == set(CELL_COLUMNS)
+    area = disc(30).sum()
+    assert t["area_px"][0] == area
+    assert t["area_um2"][0] == pytest.approx(area * 0.25)
+    assert t["equivalent_diameter_um"][0] == pytest.approx(np.sqrt(4 * area / np.pi) * 0.5)
+    assert t["perimeter_um"][0] == pytest.approx(2 * np.pi * 30 * 0.5, rel=0.05)
+    assert t["circularity"][0] == pytest.approx(1.0, abs=0.1)
+    assert t["y"][0] == pytest.approx(N // 2) and t["x"][0] == pytest.approx(N // 2)
+    assert (t["bbox_y0"][0], t["bbox_x0"][0], t["bbox_y1"][0], t["bbox_x1"][0]) == (30, 30, 91, 91)
+
+
+def test_scale_maps_to_level0_pixels():
+    lab = np.zeros((6, 6), np.int32)
+    lab[2:4, 2:4] = 1
+    t = measure_cells(lab, np.array(["wbc"]), mpp=0.1, scale=3)
+    assert t["area_px"][0] == 36
+    assert t["y"][0] == pytest.approx(2.5 * 3 + 1.0)
+    assert t["bbox_y0"][0] == 6 and t["bbox_y1"][0] == 12
+    assert t["cls"][0] == "wbc"
