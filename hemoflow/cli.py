@@ -71,7 +71,13 @@ def _client(args) -> Any:
     from hemoflow.jobs.client import Client
 
     if getattr(args, "scheduler", None):
-        return Client(args.scheduler)
+        security = None
+        if getattr(args, "tls_ca", None):
+            from distributed.security import Security
+
+            security = Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert,
+                                tls_client_key=args.tls_key, require_encryption=True)
+        return Client(args.scheduler, security=security)
     return Client(n_workers=args.workers)
 
 
@@ -278,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
         p.add_argument("--scheduler", default=None, help="connect to this scheduler instead of a local cluster")
         p.add_argument("--tile-size", type=int, default=None, help="tile core size in px")
+        p.add_argument("--tls-ca", default=None, help="CA certificate for a tls:// scheduler")
+        p.add_argument("--tls-cert", default=None, help="client certificate for a tls:// scheduler")
+        p.add_argument("--tls-key", default=None, help="client key for a tls:// scheduler")
 
     p = sub.add_parser("demo", help="generate a small synthetic archive and run the whole job on it")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

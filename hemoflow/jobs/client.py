@@ -36,6 +36,16 @@ def _normalize_out(out: Any) -> str:
     return str(Path(s).expanduser().resolve())
 
 
+def _default_model_sha256() -> str:
+    """SHA-256 of the shipped weights (part of every ledger key), without importing torch."""
+    import hashlib
+
+    from hemoflow.classify.config import default_weights_path
+
+    path = default_weights_path()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+
+
 class Job:
     """A submitted job. ``submit`` returns it at once; the work runs in the background."""
 
@@ -148,7 +158,6 @@ class Client:
         :class:`~hemoflow.errors.OutputNotWritableError` before anything is written.
         """
         from hemoflow.classify.config import default_io_config
-        from hemoflow.classify.model import default_model_sha256
         from hemoflow.io import storage
         from hemoflow.pipeline.graph import JobRunner
         from hemoflow.stages import CropSpec, SegmentParams
@@ -162,7 +171,7 @@ class Client:
             config=config or JobConfig.from_env(),
             params=params or SegmentParams(),
             crop=crop or CropSpec(size=io.input_size, mpp=io.mpp),
-            model_sha=default_model_sha256(),
+            model_sha=_default_model_sha256(),
             job_id=job_id,
         )
         job = Job(runner, self)

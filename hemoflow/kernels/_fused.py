@@ -7,8 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 from numba import njit
 
-from ._label import _label_kernel
-from ._measure import PERIMETER_WEIGHTS, measure_kernel
+from ._label import _label_kernel, _resolve, _scan_runs
+from ._measure import PERIMETER_WEIGHTS, measure_kernel, measure_runs_kernel
 from ._regionprops import (
     DEFAULT_PROPERTIES,
     _DUMMY_INTENSITY,
@@ -21,6 +21,17 @@ from ._validate import describe, parse_connectivity
 __all__ = ["threshold_label_measure"]
 
 _IMAGE_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+
+
+@njit(cache=True, nogil=True)
+def _measure_without_labels(img, thr, above, conn8, inten, use_intensity, want_perimeter, want_hull):
+    h, w = img.shape
+    row_ptr, rs, re, parent, n = _scan_runs(img, thr, above, conn8)
+    runlab, count = _resolve(parent, n)
+    stats = measure_runs_kernel(
+        row_ptr, rs, re, runlab, count, h, w, inten, use_intensity, want_perimeter, want_hull, PERIMETER_WEIGHTS
+    )
+    return stats, count
 
 
 @njit(cache=True, nogil=True)
@@ -112,17 +123,18 @@ def threshold_label_measure(
     img = image if image.dtype.type in _IMAGE_DTYPES else image.astype(np.float64)
     img = np.ascontiguousarray(img)
 
-    lab = np.empty(img.shape, dtype=np.int32)
-    nlab = _label_kernel(img, thr, bool(above), conn == 2, lab)
-    stats = measure_kernel(
-        lab,
-        nlab,
-        inten,
-        use_int,
-        "perimeter" in props,
-        "solidity" in props or "area_convex" in props,
-        PERIMETER_WEIGHTS,
-    )
+    want_perimeter = "perimeter" in props
+    want_hull = "solidity" in props or "area_convex" in props
+    if keep_labels or (want_perimeter and conn == 1):
+        # the 4-connected perimeter needs labels: diagonal neighbours may be other regions
+        lab = np.empty(img.shape, dtype=np.int32)
+        nlab = _label_kernel(img, thr, bool(above), conn == 2, lab)
+        stats = measure_kernel(lab, nlab, inten, use_int, want_perimeter, want_hull, PERIMETER_WEIGHTS)
+    else:
+        lab = None
+        stats, nlab = _measure_without_labels(
+            img, thr, bool(above), conn == 2, inten, use_int, want_perimeter, want_hull
+        )
     area = stats[0]
     keep = np.flatnonzero(area[1:] >= max(int(min_area), 1)) + 1
     table = table_from_stats(props, stats, n_channels, select=keep)

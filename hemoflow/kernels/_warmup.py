@@ -29,6 +29,8 @@ def warmup() -> None:
         regionprops_table(lab, inten, ALL_PROPERTIES)
         regionprops_table(lab, np.stack([inten] * 3, axis=-1), ALL_PROPERTIES)
         for above in (True, False):
-            threshold_label_measure(inten, 0.5, above=above, properties=ALL_PROPERTIES, intensity=inten,
-                                    min_area=2, keep_labels=True)
+            for keep in (True, False):
+                threshold_label_measure(
+                    inten, 0.5, above=above, properties=ALL_PROPERTIES, intensity=inten, min_area=2, keep_labels=keep
+                )
     regionprops_table(lab, None, ("label", "area"))

@@ -222,7 +222,8 @@ def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any
     e = plan.entry
     head = {
         "slide_id": e.slide_id,
-        "slide": e.slide,
+        "source": e.slide,
+        "image": plan.zarr_url,
         "patient_id": e.patient_id,
         "specimen": e.specimen,
         "status": "ok",
@@ -232,7 +233,7 @@ def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any
         "n_tiles": len(plan.tiles),
         "tile_seconds": float(sum(t.seconds for t in tiles)),
     }
-    return {**head, **summarize_slide(df, specimen=e.specimen)}
+    return {**head, **summarize_slide(df, specimen=e.specimen, slide=e.slide_id, patient_id=e.patient_id)}
 
 
 def summarize_patient_cells(patient_id: str, specimen: str, cells: list, slide_ids: list[str]) -> dict[str, Any]:
@@ -244,7 +245,7 @@ def summarize_patient_cells(patient_id: str, specimen: str, cells: list, slide_i
     frames = [c for c in cells if c is not None and len(c)]
     df = pd.concat(frames, ignore_index=True) if frames else _empty_cells()
     return {"patient_id": patient_id, "specimen": specimen, "slides": slide_ids,
-            **summarize_patient(df, specimen=specimen)}
+            **summarize_patient(df, specimen=specimen, patient_id=patient_id)}
 
 
 def _empty_cells():

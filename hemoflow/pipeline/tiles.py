@@ -80,8 +80,11 @@ def own_cells(table: dict[str, np.ndarray], tile: Tile) -> np.ndarray:
 
 def _shift(table: dict[str, np.ndarray], keep: np.ndarray, dy: int, dx: int) -> dict[str, np.ndarray]:
     out = {k: np.asarray(v)[keep] for k, v in table.items()}
-    out["y"] = out["y"].astype(np.float64) + dy
-    out["x"] = out["x"].astype(np.float64) + dx
+    # Centroids are pixel means: recover the exact integer coordinate sums, shift those and
+    # divide once, so a cell's centroid has the same bits whichever window it came from.
+    n = out["area_px"].astype(np.float64)
+    out["y"] = (np.rint(out["y"].astype(np.float64) * n) + dy * n) / n
+    out["x"] = (np.rint(out["x"].astype(np.float64) * n) + dx * n) / n
     for k, d in (("bbox_y0", dy), ("bbox_y1", dy), ("bbox_x0", dx), ("bbox_x1", dx)):
         if k in out:
             out[k] = out[k] + d

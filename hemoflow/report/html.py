@@ -22,6 +22,9 @@ import base64
 import datetime as _dt
 import hashlib
 import hmac
+import io
+import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -37,7 +40,9 @@ from hemoflow.report.overlays import CLASS_COLORS, draw_cells, to_png_bytes
 from hemoflow.report.svg import FLAG_COLORS, IntervalRow, histogram_plot, interval_plot
 from hemoflow.stats.reference import explain_cutoff_flag, explain_range_flag
 
-__all__ = ["write_report", "pseudonymize", "RESEARCH_USE_NOTICE"]
+__all__ = ["write_report", "write_report_from_results", "pseudonymize", "RESEARCH_USE_NOTICE"]
+
+log = logging.getLogger(__name__)
 
 RESEARCH_USE_NOTICE = (
     "For research use only. hemoflow is not a medical device: these automated results "
@@ -331,8 +336,8 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputNotWritableError(f"cannot create report folder {out}: {exc}") from exc
-    patients = _as_list(results.get("patients"))
-    slides = {str(s.get("slide")): s for s in _as_list(results.get("slides"))}
+    patients = [p for p in _as_list(results.get("patients")) if "counts" in p]
+    slides = {str(s.get("slide")): s for s in _as_list(results.get("slides")) if "counts" in s}
     meta = dict(results.get("meta") or {})
     thumbnails = thumbnails or {}
     by_slide = dict(tuple(cells.groupby(cells["slide"].astype(str)))) if cells is not None and "slide" in cells else {}
@@ -395,3 +400,79 @@ def write_report(
     index.write_text(_page("hemoflow report", index_body, meta), encoding="utf-8")
     written.append(index)
     return written
+
+
+_OVERLAY_COLUMNS = ["y", "x", "cls", "wbc_type", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
+
+
+def write_report_from_results(
+    results: str | Path,
+    out_dir: str | Path,
+    *,
+    pseudonymize_key: bytes | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    thumbnail_max_pixels: int = 1_000_000,
+) -> list[Path]:
+    """Write the report of a finished job from its output folder (local or ``s3://``).
+
+    Reads ``patients.json``, ``slides.json`` and ``job.json`` (footer), each slide's
+    ``slides/<slide_id>/cells.parquet`` (overlay columns only) and a thumbnail of its
+    OME-Zarr image (``slides/<slide_id>/image.ome.zarr``, or the manifest's own ``.zarr``).
+    A slide whose cells or image cannot be read is shown without overlay or thumbnail
+    (logged); a failed slide has no summary and is left out.
+
+    Returns
+    -------
+    list of Path
+        As :func:`write_report`.
+    """
+    from hemoflow.io import storage
+    from hemoflow.io.omezarr import open_slide
+
+    base = str(results).rstrip("/")
+    opts = dict(storage_options) if storage_options else None
+
+    def load(name: str, default: Any) -> Any:
+        url = f"{base}/{name}"
+        if not storage.exists(url, opts):
+            return default
+        return json.loads(storage.read_bytes(url, opts))
+
+    patients = load("patients.json", None)
+    if patients is None:
+        raise HemoflowError(f"no patients.json in {storage.redact(base)!r}: not a hemoflow job output")
+    slides = [s for s in load("slides.json", []) if "counts" in s]
+    job = load("job.json", {})
+    meta = {
+        "job": job.get("job_id"),
+        "classifier sha256": (job.get("model_sha256") or "")[:16] or None,
+        "created": job.get("started"),
+    }
+    thumbnails: dict[str, tuple[np.ndarray, float]] = {}
+    frames = []
+    for s in slides:
+        name = str(s.get("slide"))
+        sid = str(s.get("slide_id") or name)
+        try:
+            raw = storage.read_bytes(f"{base}/slides/{sid}/cells.parquet", opts)
+            df = pd.read_parquet(io.BytesIO(raw))
+            df = df[[c for c in _OVERLAY_COLUMNS if c in df.columns]].assign(slide=name)
+            frames.append(df)
+        except (OSError, ValueError) as exc:
+            log.warning("slide %s: no cell overlay (%s)", sid, exc)
+        image = f"{base}/slides/{sid}/image.ome.zarr"
+        src = str(s.get("source") or "")
+        for url in (image, src) if src.rstrip("/").endswith(".zarr") else (image,):
+            try:
+                thumbnails[name] = open_slide(url, opts).thumbnail(thumbnail_max_pixels)
+                break
+            except (OSError, ValueError) as exc:
+                log.info("slide %s: no thumbnail from %s (%s)", sid, storage.redact(url), exc)
+    cells = pd.concat(frames, ignore_index=True) if frames else None
+    return write_report(
+        {"patients": patients, "slides": slides, "meta": meta},
+        out_dir,
+        thumbnails=thumbnails,
+        cells=cells,
+        pseudonymize_key=pseudonymize_key,
+    )

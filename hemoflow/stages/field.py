@@ -116,9 +116,9 @@ class SegmentParams:
     wbc_cytoplasm_um: float = 3.0
     platelet_diameter_um: tuple[float, float] = (1.5, 4.0)
     platelet_threshold_frac: float = 0.6
-    rbc_min_area_frac: float = 0.3
+    rbc_min_area_frac: float = 0.15
     pallor_area_frac: float = 0.35
-    split_min_distance_frac: float = 0.4
+    split_min_distance_frac: float = 0.25
     irregular_min_solidity: float = 0.90
     irregular_min_circularity: float = 0.75
     irregular_max_eccentricity: float = 0.70

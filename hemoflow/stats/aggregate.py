@@ -338,7 +338,8 @@ def summarize_slide(
     specimen : {"peripheral_blood", "bone_marrow"}
     slide, patient_id : str, optional
         Identity; by default read from the ``slide`` / ``patient_id`` columns, which must
-        then hold one value.
+        then hold one value. A key whose value is unknown (no such column, no cells) is
+        left out of the summary, so a caller's own identity fields merged before it stand.
     confidence : float, optional
         Coverage of every interval, 0.95 by default.
 
@@ -353,11 +354,11 @@ def summarize_slide(
         Missing columns, unknown specimen, or several slides in ``cells``.
     """
     _check_cells(cells)
-    out = {
-        "level": "slide",
-        "slide": _single(cells, "slide", slide, "slide"),
-        "patient_id": _single(cells, "patient_id", patient_id, "slide"),
-    }
+    out: dict[str, Any] = {"level": "slide"}
+    for key, given in (("slide", slide), ("patient_id", patient_id)):
+        value = _single(cells, key, given, "slide")
+        if value is not None:
+            out[key] = value
     out.update(_summarize(cells, specimen=specimen, confidence=confidence))
     return out
 
@@ -372,13 +373,14 @@ def summarize_patient(
     """Summarise the pooled cells of all of one patient's slides.
 
     Same fields as :func:`summarize_slide`, with ``slides`` (the slide names, sorted) and
-    ``slide_counts`` (rbc/wbc/platelet counts per slide) in place of ``slide``.
+    ``slide_counts`` (rbc/wbc/platelet counts per slide) in place of ``slide``; like the
+    identity keys, these two are present only when ``cells`` has rows and a ``slide`` column.
     """
     _check_cells(cells)
-    out: dict[str, Any] = {
-        "level": "patient",
-        "patient_id": _single(cells, "patient_id", patient_id, "patient"),
-    }
+    out: dict[str, Any] = {"level": "patient"}
+    pid = _single(cells, "patient_id", patient_id, "patient")
+    if pid is not None:
+        out["patient_id"] = pid
     if "slide" in cells.columns and len(cells):
         slide_col = cells["slide"].astype(str)
         slides = sorted(pd.unique(slide_col))
@@ -396,9 +398,6 @@ def summarize_patient(
             }
             for s in slides
         ]
-    else:
-        out["slides"] = []
-        out["slide_counts"] = []
     out.update(_summarize(cells, specimen=specimen, confidence=confidence))
     return out
 

@@ -76,6 +76,16 @@ def test_rgb_pyramid_roundtrip(ome_pyramid, rgb_image, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out.zarr", "pyr.ome.tif"]
 
 
+def test_slide_pickles_as_url(ome_pyramid, rgb_image, tmp_path):
+    import pickle
+
+    slide = open_slide(ingest(ome_pyramid, tmp_path / "o.zarr", chunk=256).url)
+    data = pickle.dumps(slide)
+    assert len(data) < 2000  # the URL, not the pixels
+    again = pickle.loads(data)
+    np.testing.assert_array_equal(again.read_region(0, 0, 50, 60), rgb_image[:50, :60])
+
+
 def test_read_region_clips(ome_pyramid, rgb_image, tmp_path):
     slide = open_slide(ingest(ome_pyramid, tmp_path / "o.zarr", chunk=256).url)
     r = slide.read_region(-10, 850, 20, 1000)

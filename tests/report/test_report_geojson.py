@@ -12,7 +12,7 @@ import pytest
 from hemoflow.errors import HemoflowError
 from hemoflow.report.geojson import cells_to_geojson, geojson_to_cells, write_geojson
 
-from conftest import MPP
+from report_synth import MPP
 
 
 def _position(p):

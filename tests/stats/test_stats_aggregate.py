@@ -187,6 +187,9 @@ def test_empty_table():
     cells = pd.DataFrame({c: pd.Series(dtype=object) for c in ("cls", "area_um2", "irregular", "wbc_type")})
     s = summarize_slide(cells, specimen="peripheral_blood", slide="e")
     assert s["counts"]["cells"] == 0
+    assert "slide" in s and "patient_id" not in s  # unknown identity is left out
+    merged = {"patient_id": "p9", "slides": ["s9"], **summarize_patient(cells, specimen="peripheral_blood")}
+    assert merged["patient_id"] == "p9" and merged["slides"] == ["s9"]
     assert s["differential"]["neutrophil"]["percent"] is None
     assert (s["differential"]["neutrophil"]["ci_low"], s["differential"]["neutrophil"]["ci_high"]) == (0.0, 100.0)
     assert s["differential"]["neutrophil"]["flag"] == "indeterminate"
