@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 #: Tag stored in every weights file; bumped when the layout changes.
 FORMAT = "hemoflow.wbc/1"
-DEFAULT_ARCH: dict[str, Any] = {"name": "WbcNet", "widths": [24, 32, 64, 128], "dropout": 0.1}
+DEFAULT_ARCH: dict[str, Any] = {"name": "WbcNet", "widths": [24, 32, 64, 128], "stem_convs": 1, "dropout": 0.1}
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> list[nn.Module]:
@@ -74,9 +74,10 @@ class ResBlock(nn.Module):
 
 
 class WbcNet(nn.Module):
-    """Compact residual CNN for 96x96 crops (~0.3 M parameters, ~40 M MACs per crop).
+    """Compact residual CNN for 96x96 crops (~0.3 M parameters, ~28 M MACs per crop).
 
-    stem (3x3/2) -> 3x3 -> 3 residual stages (/2 each) -> global average pool -> linear.
+    stem (3x3/2, optionally a second 3x3) -> 3 residual stages (/2 each) -> global average
+    pool -> linear.
 
     Parameters
     ----------
@@ -84,20 +85,26 @@ class WbcNet(nn.Module):
         Number of logits.
     widths : sequence of 4 ints
         Channels of the stem and of the three residual stages.
+    stem_convs : int
+        1 or 2 convolutions at half resolution.
     dropout : float
         Dropout before the linear head (training only).
     """
 
     def __init__(
-        self, n_classes: int, widths: Sequence[int] = (24, 32, 64, 128), dropout: float = 0.1
+        self, n_classes: int, widths: Sequence[int] = (24, 32, 64, 128), dropout: float = 0.1,
+        stem_convs: int = 1,
     ) -> None:
         super().__init__()
         w = [int(v) for v in widths]
         if len(w) != 4 or min(w) < 1:
             raise ModelError(f"widths must be 4 positive ints, got {widths!r}")
-        self.stem = nn.Sequential(
-            *_conv_bn(3, w[0], 2), nn.ReLU(inplace=True), *_conv_bn(w[0], w[0]), nn.ReLU(inplace=True)
-        )
+        if stem_convs not in (1, 2):
+            raise ModelError(f"stem_convs must be 1 or 2, got {stem_convs!r}")
+        stem: list[nn.Module] = [*_conv_bn(3, w[0], 2), nn.ReLU(inplace=True)]
+        if stem_convs == 2:
+            stem += [*_conv_bn(w[0], w[0]), nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(*stem)
         self.stages = nn.Sequential(ResBlock(w[0], w[1], 2), ResBlock(w[1], w[2], 2), ResBlock(w[2], w[3], 2))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(dropout)
@@ -112,7 +119,8 @@ def build_network(arch: Mapping[str, Any], n_classes: int) -> WbcNet:
     """Instantiate the network an ``arch`` dict (as stored in a weights file) describes."""
     if arch.get("name") != "WbcNet":
         raise ModelError(f"unknown network architecture {arch.get('name')!r}")
-    return WbcNet(n_classes, widths=arch.get("widths", (24, 32, 64, 128)), dropout=float(arch.get("dropout", 0.1)))
+    return WbcNet(n_classes, widths=arch.get("widths", (24, 32, 64, 128)), dropout=float(arch.get("dropout", 0.1)),
+                  stem_convs=int(arch.get("stem_convs", 1)))
 
 
 def crops_to_tensor(crops: np.ndarray, io: ModelIOConfig) -> torch.Tensor:

@@ -44,25 +44,25 @@ def _sum_sq(n):
 
 @njit(cache=True, nogil=True)
 def _border_row(lab, r, out):
-    """out[c] = 1 where pixel (r, c) has a 4-neighbour with another label (or none)."""
+    """out[1 + c] = label of (r, c) if it is a border pixel of its region, else 0.
+
+    A border pixel has a 4-neighbour with another label or outside the image. ``out``
+    has one padding zero on each side, so readers need no bounds checks.
+    """
     h, w = lab.shape
     row = lab[r]
-    for c in range(w):
+    if r == 0 or r == h - 1:
+        for c in range(w):
+            out[1 + c] = row[c]
+        return
+    up = lab[r - 1]
+    dn = lab[r + 1]
+    out[1] = row[0]
+    out[w] = row[w - 1]
+    for c in range(1, w - 1):
         v = row[c]
-        if v == 0:
-            out[c] = 0
-            continue
-        b = (
-            c == 0
-            or row[c - 1] != v
-            or c == w - 1
-            or row[c + 1] != v
-            or r == 0
-            or lab[r - 1, c] != v
-            or r == h - 1
-            or lab[r + 1, c] != v
-        )
-        out[c] = 1 if b else 0
+        b = (row[c - 1] != v) | (row[c + 1] != v) | (up[c] != v) | (dn[c] != v)
+        out[1 + c] = v if b else 0
 
 
 @njit(cache=True, nogil=True)
@@ -171,31 +171,11 @@ def _measure_row(
 
         if want_perimeter:
             acc = 0.0
-            for x in range(s, e + 1):
-                if bcur[x] == 0:
+            for p in range(s + 1, e + 2):  # padded index of x = p - 1
+                if bcur[p] != v:
                     continue
-                n4 = 0
-                nd = 0
-                if x > 0 and row[x - 1] == v and bcur[x - 1]:
-                    n4 += 1
-                if x < w - 1 and row[x + 1] == v and bcur[x + 1]:
-                    n4 += 1
-                if r > 0:
-                    up = lab[r - 1]
-                    if up[x] == v and bprev[x]:
-                        n4 += 1
-                    if x > 0 and up[x - 1] == v and bprev[x - 1]:
-                        nd += 1
-                    if x < w - 1 and up[x + 1] == v and bprev[x + 1]:
-                        nd += 1
-                if r < h - 1:
-                    dn = lab[r + 1]
-                    if dn[x] == v and bnext[x]:
-                        n4 += 1
-                    if x > 0 and dn[x - 1] == v and bnext[x - 1]:
-                        nd += 1
-                    if x < w - 1 and dn[x + 1] == v and bnext[x + 1]:
-                        nd += 1
+                n4 = (bcur[p - 1] == v) + (bcur[p + 1] == v) + (bprev[p] == v) + (bnext[p] == v)
+                nd = (bprev[p - 1] == v) + (bprev[p + 1] == v) + (bnext[p - 1] == v) + (bnext[p + 1] == v)
                 acc += weights[1 + 2 * n4 + 10 * nd]
             perim[v] += acc
 
@@ -239,9 +219,10 @@ def measure_kernel(lab, nlab, inten, use_intensity, want_perimeter, want_hull, w
     last_row = np.full(mh, -1, dtype=np.int32)
     n_e = 0
 
-    bprev = np.zeros(w, dtype=np.uint8)
-    bcur = np.zeros(w, dtype=np.uint8)
-    bnext = np.zeros(w, dtype=np.uint8)
+    # padded rings of border labels for rows r-1, r, r+1 (zeros off-image)
+    bprev = np.zeros(w + 2, dtype=np.int32)
+    bcur = np.zeros(w + 2, dtype=np.int32)
+    bnext = np.zeros(w + 2, dtype=np.int32)
     if want_perimeter and h > 0:
         _border_row(lab, 0, bcur)
         if h > 1:
@@ -266,6 +247,8 @@ def measure_kernel(lab, nlab, inten, use_intensity, want_perimeter, want_hull, w
             bnext = tmp
             if r + 2 < h:
                 _border_row(lab, r + 2, bnext)
+            else:
+                bnext[:] = 0
 
     hull = _hull_areas(want_hull, m, h, e_row, e_min, e_max, e_next, head)
     return area, origin, sums, bbox, perim, hull, isum

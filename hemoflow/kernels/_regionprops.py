@@ -23,7 +23,12 @@ Differences from scikit-image, all deliberate:
   when the inertia tensor is (numerically) isotropic, e.g. a disc or a square, skimage's
   ``orientation`` depends on the sign of rounding noise (``a - c == 0`` exactly or not);
   here such a shape gets exactly ``a == c`` and the documented ``+-pi/4`` branch.
-  ``eccentricity`` of such shapes is 0 here and ~1e-8 (sqrt of rounding noise) in skimage.
+  Likewise ``eccentricity`` of an isotropic region and ``axis_minor_length`` of a
+  collinear one are exactly 0 here and ~1e-8 (square root of rounding noise) in skimage.
+  An orientation of exactly +-pi/2 (major axis along the columns) may come out with the
+  other sign than skimage's, which follows the sign of a rounding-level ``mu11``.
+- ``area_convex`` / ``solidity`` match skimage exactly (same hull definition, but exact
+  integer geometry instead of Qhull plus a floating-point point-in-polygon test).
 - Column dtypes: ``label`` and ``bbox-*`` int64; every other column float64 (skimage
   gives ``intensity_mean`` in the intensity dtype's mean precision, float32 for float32).
 """

@@ -82,7 +82,7 @@ def prepare_slide(
     """
     from hemoflow.io import ingest as ingest_mod
     from hemoflow.io import open_slide
-    from hemoflow.stages import analyze_field, calibrate
+    from hemoflow.stages import analyze_field
 
     t0 = time.perf_counter()
     try:
@@ -107,20 +107,46 @@ def prepare_slide(
             probe = slide.read_region(max(0, cy - r), max(0, cx - r), min(h, cy + r), min(w, cx + r))
             mpp = analyze_field(probe, mpp=None, params=params, crop=crop).mpp
             source = "estimated"
-        thumb, _ds = slide.thumbnail()
-        calibration = calibrate(thumb, params=params)
+        calibration = slide_calibration(slide, mpp, params)
         halo = config.halo_um / mpp if config.halo_um else halo_pixels(
             mpp,
             max_cell_diameter_um=params.max_cell_diameter_um,
             margin_um=4.0,
             crop_px=crop.size * crop.mpp / mpp,
         )
-        tiles = plan_tiles((h, w), config.tile_size, int(np.ceil(halo)))
+        # Windows must start on the working-scale grid so block averaging lines up.
+        f = int(calibration.downsample)
+        tiles = plan_tiles((h, w), _round_up(config.tile_size, f), _round_up(int(np.ceil(halo)), f))
         return SlidePlan(entry, "ready", key=key, zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
                          calibration=calibration, tiles=tiles, seconds=time.perf_counter() - t0)
     except Exception as exc:  # one bad slide must not stop the batch
         log.debug("slide %s failed: %s", entry.slide, traceback.format_exc())
         return SlidePlan(entry, "failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
+
+
+def _round_up(v: int, f: int) -> int:
+    return int(-(-v // f) * f)
+
+
+def slide_calibration(slide, mpp: float, params: Any):
+    """Calibrate once per slide on its thumbnail, then restate it for level 0.
+
+    Thresholds and the background colour are scale-free; the working-scale factor is
+    recomputed from the level-0 pixel size. For a slide that fits the thumbnail budget
+    the thumbnail is level 0 itself, so a field analysed alone and the same field as a
+    slide get the same calibration.
+    """
+    import dataclasses
+    import math
+
+    from hemoflow.stages import calibrate
+
+    thumb, ds = slide.thumbnail()
+    cal = calibrate(thumb, params=params, mpp=mpp * ds)
+    if ds != 1:
+        factor = max(1, int(math.floor(params.work_mpp / mpp + 1e-6)))
+        cal = dataclasses.replace(cal, mpp=float(mpp), downsample=factor)
+    return cal
 
 
 def _crop_dict(crop: Any) -> dict[str, Any]:
