@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from hemoflow.config import JobConfig
@@ -31,9 +32,21 @@ def _normalize_out(out: Any) -> str:
         s = s[len("file://"):]
     if "://" in s:
         return s.rstrip("/")
-    from pathlib import Path
-
     return str(Path(s).expanduser().resolve())
+
+
+def _model_io_and_sha(path: str):
+    """I/O settings and SHA-256 of a weights file (its JSON metadata sits beside it)."""
+    import hashlib
+
+    from hemoflow.classify.config import ModelIOConfig, read_metadata
+    from hemoflow.errors import ModelError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model weights not found: {p}")
+    meta = read_metadata(p.with_suffix(".json"))
+    return ModelIOConfig.from_dict(meta["io"]), hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def _default_model_sha256() -> str:
@@ -144,18 +157,22 @@ class Client:
         from hemoflow.pipeline.plugins import KernelWarmup
 
         self.dask.register_plugin(KernelWarmup())
-        try:
-            from hemoflow.classify.infer import ModelPlugin
-        except ImportError:  # pragma: no cover
-            return
-        self.dask.register_plugin(ModelPlugin())
+        from hemoflow.classify.config import default_weights_path
+        from hemoflow.classify.infer import ModelPlugin
+
+        if default_weights_path(".pt").exists():
+            self.dask.register_plugin(ModelPlugin())
 
     def submit(self, manifest: Any, out: str, *, config: JobConfig | None = None, params: Any = None,
-               crop: Any = None, job_id: str | None = None) -> Job:
+               crop: Any = None, model: str | os.PathLike | None = None, job_id: str | None = None) -> Job:
         """Validate ``manifest`` and the output location, then start the job.
 
-        Raises :class:`~hemoflow.errors.ManifestError` or
-        :class:`~hemoflow.errors.OutputNotWritableError` before anything is written.
+        ``model`` is a weights file (default: the shipped classifier); it must be
+        readable at the same path on every worker.
+
+        Raises :class:`~hemoflow.errors.ManifestError`,
+        :class:`~hemoflow.errors.OutputNotWritableError` or
+        :class:`~hemoflow.errors.ModelError` before anything is written.
         """
         from hemoflow.classify.config import default_io_config
         from hemoflow.io import storage
@@ -165,13 +182,18 @@ class Client:
         m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         out = _normalize_out(out)
         storage.check_writable(out)
-        io = default_io_config()
+        if model is not None:
+            model_path = str(Path(model).expanduser().resolve())
+            io, model_sha = _model_io_and_sha(model_path)
+        else:
+            model_path, io, model_sha = None, default_io_config(), _default_model_sha256()
         runner = JobRunner(
             self.dask, m, out,
             config=config or JobConfig.from_env(),
             params=params or SegmentParams(),
             crop=crop or CropSpec(size=io.input_size, mpp=io.mpp),
-            model_sha=_default_model_sha256(),
+            model_sha=model_sha,
+            model_path=model_path,
             job_id=job_id,
         )
         job = Job(runner, self)

@@ -69,7 +69,7 @@ class JobRunner:
     """Runs one job; :class:`hemoflow.jobs.client.Job` drives it from a thread."""
 
     def __init__(self, client, manifest: Manifest, out_url: str, *, config: JobConfig, params, crop,
-                 model_sha: str, job_id: str | None = None):
+                 model_sha: str, model_path: str | None = None, job_id: str | None = None):
         self.client = client
         self.manifest = manifest
         self.out_url = out_url.rstrip("/")
@@ -77,6 +77,7 @@ class JobRunner:
         self.params = params
         self.crop = crop
         self.model_sha = model_sha
+        self.model_path = model_path
         self.job_id = job_id or uuid.uuid4().hex[:12]
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -138,7 +139,7 @@ class JobRunner:
             batch = pool
             pool = []
             f = self._submit(tasks.classify_batch, [t for _, _, t in batch], self.config.batch_size,
-                             key_prefix="classify", priority=5, **classify_kw)
+                             self.model_path, key_prefix="classify", priority=5, **classify_kw)
             kinds[f] = ("classify", batch)
             for pos, (sid, idx, _) in enumerate(batch):
                 slides[sid].labels[idx] = (f, pos)

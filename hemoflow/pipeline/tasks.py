@@ -80,13 +80,12 @@ def prepare_slide(
     Never raises for a bad slide: the plan comes back with ``status="failed"`` and the
     reason, so one bad slide does not stop the job.
     """
-    from hemoflow.io import ingest as ingest_mod
-    from hemoflow.io import open_slide
+    from hemoflow.io import content_hash, ingest, open_slide
     from hemoflow.stages import analyze_field
 
     t0 = time.perf_counter()
     try:
-        chash = ingest_mod.content_hash(entry.slide)
+        chash = content_hash(entry.slide)
         key = slide_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "job": config.to_dict(),
                                 "mpp": entry.mpp}, model_sha)
         done = Ledger(out_url).lookup(entry.slide_id, key)
@@ -95,7 +94,7 @@ def prepare_slide(
         url = entry.slide
         if not url.rstrip("/").endswith(".zarr"):
             url = _image_url(out_url, entry.slide_id)
-            ingest_mod.ingest(entry.slide, url, mpp=entry.mpp, chunk=config.chunk, overwrite=True)
+            ingest(entry.slide, url, mpp=entry.mpp, chunk=config.chunk, overwrite=True)
         slide = open_slide(url)
         slide.require_rgb8()
         h, w = slide.shape
@@ -164,13 +163,13 @@ def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
     return TileResult(plan.entry.slide_id, tile.index, table, crops, time.perf_counter() - t0)
 
 
-def classify_batch(tiles: list[TileResult], batch_size: int) -> dict[str, Any]:
+def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | None = None) -> dict[str, Any]:
     """Classify the WBC crops of several tiles (of any slides) in large batches.
 
     Returns ``{"labels": [per tile array], "confidence": [...], "worker": address,
     "n": crops classified, "seconds": ...}``.
     """
-    from hemoflow.classify.infer import classify_crops
+    from hemoflow.classify.infer import classify_crops, get_worker_model
 
     t0 = time.perf_counter()
     sizes = [t.n_wbc for t in tiles]
@@ -179,7 +178,8 @@ def classify_batch(tiles: list[TileResult], batch_size: int) -> dict[str, Any]:
     conf = np.zeros(0, np.float32)
     if crops:
         batch = np.concatenate(crops)
-        labels, probs = classify_crops(batch, batch_size=batch_size)
+        model = get_worker_model(model_path) if model_path else None
+        labels, probs = classify_crops(batch, model=model, batch_size=batch_size)
         conf = np.asarray(probs, dtype=np.float32).max(axis=1)
     out_l, out_c, i = [], [], 0
     for n in sizes:

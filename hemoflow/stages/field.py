@@ -40,11 +40,12 @@ from hemoflow.kernels import label, regionprops_table
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
 from hemoflow.stages.preprocess import CELL_CHANNELS, downsample, stain_channels, validate_rgb
+from hemoflow.kernels._smear import stain_planes
 from hemoflow.stages.segment import (
     _within,
     disk,
     fill_small_holes,
-    remove_small,
+    open_disk,
     segment_platelets,
     segment_rbc,
     segment_wbc,
@@ -77,9 +78,11 @@ class SegmentParams:
     max_cell_diameter_um : float
         Largest cell (a big monocyte); bounds every local operation and so the tile halo.
     work_mpp : float
-        Images finer than this are block-averaged by ``floor(work_mpp / mpp)``.
-    smooth_sigma_um : float
-        Gaussian smoothing of the stain channels.
+        Images finer than this are block-averaged by ``floor(work_mpp / mpp)`` (0.5 µm/px:
+        an RBC is about 15 working px across).
+    smooth : bool
+        3x3 binomial smoothing of the stain channels at the working scale (after the
+        block mean).
     min_nucleus_od, min_cell_od : float
         Floors for the calibrated nucleus / cell thresholds (optical-density units), so a
         field without any WBC does not turn noise into nuclei.
@@ -97,8 +100,9 @@ class SegmentParams:
         RBC objects smaller than this fraction of a typical RBC area are dropped.
     pallor_area_frac : float
         Holes smaller than this fraction of a typical RBC area are filled (central pallor).
-    split_min_distance_frac : float
-        Minimum distance between watershed markers, as a fraction of the RBC diameter.
+    split_depth_frac : float
+        Touching RBCs are split when each one's distance-transform peak rises at least
+        this fraction of the RBC radius above the saddle between them (h-maxima rule).
     irregular_* : float
         Thresholds of the irregularity rule (:mod:`hemoflow.stages.features`).
     cell_channel : str
@@ -107,8 +111,8 @@ class SegmentParams:
 
     rbc_diameter_um: float = 7.5
     max_cell_diameter_um: float = 20.0
-    work_mpp: float = 0.25
-    smooth_sigma_um: float = 0.4
+    work_mpp: float = 0.5
+    smooth: bool = True
     min_nucleus_od: float = 0.08
     min_cell_od: float = 0.04
     wbc_min_nucleus_um2: float = 14.0
@@ -118,7 +122,7 @@ class SegmentParams:
     platelet_threshold_frac: float = 0.6
     rbc_min_area_frac: float = 0.15
     pallor_area_frac: float = 0.35
-    split_min_distance_frac: float = 0.25
+    split_depth_frac: float = 0.12
     irregular_min_solidity: float = 0.90
     irregular_min_circularity: float = 0.75
     irregular_max_eccentricity: float = 0.70
@@ -127,7 +131,9 @@ class SegmentParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name == "cell_channel":
+            if f.name == "smooth":
+                object.__setattr__(self, f.name, bool(v))
+            elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
                     raise HemoflowError(f"cell_channel must be one of {CELL_CHANNELS}, got {v!r}")
             elif f.name == "platelet_diameter_um":
@@ -286,10 +292,7 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
         mpp = params.rbc_diameter_um / d_px
     mpp = _pos("mpp", mpp)
     factor = max(1, int(math.floor(params.work_mpp / mpp + 1e-6)))
-    small = downsample(rgb, factor)
-    cell, nuc = stain_channels(
-        small, bg, sigma_px=params.smooth_sigma_um / (mpp * factor), cell_channel=params.cell_channel
-    )
+    cell, nuc = _planes(rgb, bg, factor, params)
     t_cell, t_nuc = _thresholds(cell, nuc, params)
     return Calibration(
         background=bg,
@@ -305,15 +308,12 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
 # --------------------------------------------------------------------------- analysis
 
 
-def _segment(small: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float):
+def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float):
     """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
-    um = 1.0 / px_um  # px per µm
-    cell, nuc = stain_channels(
-        small, cal.background, sigma_px=params.smooth_sigma_um * um, cell_channel=params.cell_channel
-    )
+    um = 1.0 / px_um  # working px per µm
+    cell, nuc = _planes(rgb, cal.background, int(cal.downsample), params)
     rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
-    cell_mask = cell > cal.cell_threshold
-    cell_mask = ndi.binary_opening(cell_mask, disk(max(0.4 * um, 1.0)))
+    cell_mask = open_disk(cell > cal.cell_threshold, max(0.4 * um, 1.0))
     cell_mask = fill_small_holes(cell_mask, params.pallor_area_frac * rbc_area)
 
     lo, hi = params.platelet_diameter_um
@@ -336,19 +336,26 @@ def _segment(small: np.ndarray, cal: Calibration, params: SegmentParams, px_um: 
         min_px=plt_min,
         max_px=plt_max,
     )
-    rbc_mask = cell_mask & ~_within(wbc_any, 0.3 * um) & ~_within(plt > 0, 0.3 * um)
-    rbc_mask = ndi.binary_opening(rbc_mask, disk(max(0.6 * um, 1.0)))
+    rbc_mask = cell_mask & ~_within(wbc_any | (plt > 0), 0.3 * um)
+    rbc_mask = open_disk(rbc_mask, max(0.6 * um, 1.0))
     rbc, n_rbc = segment_rbc(
         rbc_mask,
         diameter_px=params.rbc_diameter_um * um,
         min_area_px=params.rbc_min_area_frac * rbc_area,
-        min_distance_px=params.split_min_distance_frac * params.rbc_diameter_um * um,
+        split_depth_px=params.split_depth_frac * params.rbc_diameter_um * um / 2.0,
     )
     labels = wbc.astype(np.int32)
     labels = np.where(plt > 0, plt + n_wbc, labels)
     labels = np.where(rbc > 0, rbc + n_wbc + n_plt, labels).astype(np.int32)
     classes = np.array(["wbc"] * n_wbc + ["platelet"] * n_plt + ["rbc"] * n_rbc, dtype="U8")
     return labels, classes
+
+
+def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams):
+    """Cell and nucleus scores at the working scale (block mean + 3x3 binomial)."""
+    return stain_planes(
+        rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", smooth=params.smooth
+    )
 
 
 def analyze_field(
@@ -393,8 +400,7 @@ def analyze_field(
     else:
         estimated = False
     f = int(calibration.downsample)
-    small = downsample(rgb, f)
-    labels, classes = _segment(small, calibration, params, px_um=mpp * f)
+    labels, classes = _segment(rgb, calibration, params, px_um=mpp * f)
     if len(classes):
         table = measure_cells(
             labels,

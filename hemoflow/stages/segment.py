@@ -6,17 +6,16 @@ All sizes here are in working-scale pixels; :mod:`hemoflow.stages.field` convert
 within a bounded neighbourhood of a cell), so analysing a tile with a halo at least as
 large as the largest cell reproduces the whole-image cells in the tile's core.
 
-Labelling uses :func:`hemoflow.kernels.label` (Numba).
+Labelling uses :func:`hemoflow.kernels.label`; distances, morphology and the watershed use
+the Numba kernels of :mod:`hemoflow.kernels._smear` (chamfer distance, disk painting,
+union-find flooding), so no step costs more than a few passes over the working image.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.feature import peak_local_max
-from skimage.segmentation import watershed
-
 from hemoflow.kernels import label
+from hemoflow.kernels._smear import chamfer_distance, dilate_disk, dt_watershed, erode_disk, paint_nearest
 
 __all__ = [
     "disk",
@@ -25,6 +24,7 @@ __all__ = [
     "segment_wbc",
     "segment_platelets",
     "segment_rbc",
+    "open_disk",
 ]
 
 
@@ -75,11 +75,21 @@ def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
 
 def _within(mask: np.ndarray, radius: float) -> np.ndarray:
     """Pixels within Euclidean ``radius`` of ``mask`` (a dilation by a disk)."""
-    if not mask.any():
-        return np.zeros_like(mask)
-    if radius <= 0:
-        return mask.copy()
-    return ndi.distance_transform_edt(~mask) <= radius
+    if radius <= 0 or not mask.any():
+        return np.array(mask, bool, copy=True)
+    return dilate_disk(mask, radius)
+
+
+def open_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Binary opening by a disk of ``radius`` px (erosion treats the outside as foreground).
+
+    >>> m = np.zeros((5, 7), bool); m[1:4, 1:4] = True; m[2, 5] = True
+    >>> open_disk(m, 1).astype(int)[2].tolist()
+    [0, 1, 1, 1, 0, 0, 0]
+    """
+    if radius < 1 or not mask.any():
+        return np.array(mask, bool, copy=True)
+    return dilate_disk(erode_disk(mask, radius), radius)
 
 
 def segment_wbc(
@@ -119,13 +129,9 @@ def segment_wbc(
     if not keep.any():
         return np.zeros(nucleus.shape, np.int32), 0, np.zeros_like(frag)
     nuclei = frag & keep[mlab]
-    # Renumber the accepted clusters 1..k in raster order of their first pixel.
-    seeds = np.where(nuclei, mlab, 0)
-    # Grow each nucleus cluster by up to cytoplasm_px, nearest-seed wins.
-    dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
-    grown = seeds[iy, ix]
-    region = (dist <= cytoplasm_px) | nuclei
-    grown = np.where(region, grown, 0)
+    seeds = np.where(nuclei, mlab, 0).astype(np.int32)
+    # Grow each nucleus cluster by up to cytoplasm_px, nearest nuclear pixel wins.
+    grown = paint_nearest(seeds, cytoplasm_px)
     # Keep, per cluster, the connected part that holds its nucleus.
     lab, m = label(grown > 0, connectivity=1)
     has_nuc = np.zeros(m + 1, bool)
@@ -182,46 +188,27 @@ def segment_rbc(
     *,
     diameter_px: float,
     min_area_px: float,
-    min_distance_px: float,
-    smooth_px: float = 1.0,
+    split_depth_px: float,
 ) -> tuple[np.ndarray, int]:
-    """Split the RBC mask into cells: distance transform, peak markers, watershed.
+    """Split the RBC mask into cells: distance transform and watershed with h-maxima markers.
 
-    Markers are the local maxima of the (slightly smoothed) distance transform at least
-    ``min_distance_px`` apart and deeper than a fifth of the expected radius; each
-    watershed basin is one RBC. Objects smaller than ``min_area_px`` are dropped
-    (slivers between cells, fragments cut by a WBC). Returns ``(labels int32, n)``.
+    The chamfer distance to the background is flooded from the top
+    (:func:`hemoflow.kernels._smear.dt_watershed`): two touching cells stay apart when
+    each one's distance peak rises at least ``split_depth_px`` above the saddle where
+    they meet; shallower bumps (outline noise) and peaks lower than a tenth of the
+    diameter join their deeper neighbour. Objects smaller than ``min_area_px`` are dropped
+    (slivers, fragments cut by a WBC). Returns ``(labels int32, n)`` in raster order.
     """
     mask = np.ascontiguousarray(cell_mask, bool)
     if not mask.any():
         return np.zeros(mask.shape, np.int32), 0
-    dist = ndi.distance_transform_edt(mask).astype(np.float32)
-    if smooth_px > 0:
-        dist = ndi.gaussian_filter(dist, smooth_px, mode="nearest", truncate=3.0)
-    dist[~mask] = 0
-    # Quantise so that ties resolve identically whatever the tile origin.
-    dist = np.round(dist * 64.0) / 64.0
-    peaks = peak_local_max(
-        dist,
-        min_distance=max(int(round(min_distance_px)), 1),
-        threshold_abs=max(diameter_px / 10.0, 1.0),
-        exclude_border=False,
-        labels=mask.astype(np.int32),
+    dist = chamfer_distance(mask)
+    ws, n = dt_watershed(
+        dist, h=max(int(round(5.0 * split_depth_px)), 1), min_peak=int(round(5.0 * diameter_px / 10.0))
     )
-    markers = np.zeros(mask.shape, np.int32)
-    if len(peaks):
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-    ws = watershed(-dist, markers, mask=mask)
-    # Components without any marker (thin objects) get their own label.
-    rest, nrest = label(mask & (ws == 0), connectivity=2)
-    ws = np.where(rest > 0, rest + len(peaks), ws).astype(np.int32)
-    n = int(ws.max())
     sizes = _sizes(ws, n)
     keep = sizes >= min_area_px
     keep[0] = False
-    ws = np.where(keep[ws], ws, 0)
-    ids = np.flatnonzero(keep)
-    order = _raster_order(ws, ids)
     lut = np.zeros(n + 1, np.int32)
-    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
-    return lut[ws], len(order)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[ws], int(keep.sum())
