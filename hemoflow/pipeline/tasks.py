@@ -236,10 +236,35 @@ def finalize_slide(plan: SlidePlan, tiles: list[TileResult], labels: list[tuple[
     df["y_um"] = df["y"] * plan.mpp
     df["x_um"] = df["x"] * plan.mpp
     df = df.sort_values(["y", "x"], kind="stable").reset_index(drop=True)
-    storage.atomic_write_bytes(f"{out_url.rstrip('/')}/slides/{plan.entry.slide_id}/cells.parquet", _parquet_bytes(df))
+    base = f"{out_url.rstrip('/')}/slides/{plan.entry.slide_id}"
+    storage.atomic_write_bytes(f"{base}/cells.parquet", _parquet_bytes(df))
+    write_viewer_outputs(plan, df, base)
     summary = slide_summary(plan, df, tiles)
     Ledger(out_url).record(plan.entry.slide_id, plan.key, summary)
     return {"cells": df, "summary": summary}
+
+
+# Label images beside the slide are written at a power-of-two downsample that keeps them
+# at or under this many pixels (uint32), so a whole-slide label stays cheap.
+LABEL_MAX_PIXELS = 16_000_000
+
+
+def write_viewer_outputs(plan: SlidePlan, df, base: str) -> None:
+    """GeoJSON detections for QuPath, and NGFF labels beside the image for napari."""
+    import json
+
+    from hemoflow.io import storage
+    from hemoflow.report.geojson import cells_to_geojson
+    from hemoflow.report.labels import write_points_labels
+
+    fc = cells_to_geojson(df, mpp=plan.mpp)
+    storage.atomic_write_bytes(f"{base}/cells.geojson", json.dumps(fc, separators=(",", ":")).encode())
+    if plan.zarr_url.startswith(base):  # only into images this job ingested, never a user's input
+        h, w = plan.shape
+        ds = 1
+        while (h // ds) * (w // ds) > LABEL_MAX_PIXELS:
+            ds *= 2
+        write_points_labels(plan.zarr_url, df, (h, w), mpp=plan.mpp, downsample=ds)
 
 
 def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any]:
