@@ -205,7 +205,7 @@ def _find(parent, i):
 
 
 @njit(cache=True, nogil=True)
-def _dt_watershed(dist, h_dyn, min_peak):
+def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
     hh, ww = dist.shape
     n = hh * ww
     flat = dist.ravel()
@@ -271,7 +271,8 @@ def _dt_watershed(dist, h_dyn, min_peak):
             r = roots[s]
             if r == main:
                 continue
-            if peak[r] - lv < h_dyn or peak[r] < min_peak:
+            dyn = peak[r] - lv
+            if dyn < h_dyn or peak[r] < min_peak or dyn * 1000 < rel_milli * peak[r]:
                 parent[r] = main
         parent[p] = main
     out = np.zeros(n, np.int32)
@@ -287,17 +288,18 @@ def _dt_watershed(dist, h_dyn, min_peak):
     return out.reshape(hh, ww), m
 
 
-def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0) -> tuple[np.ndarray, int]:
+def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.0) -> tuple[np.ndarray, int]:
     """Split the foreground (``dist > 0``) into basins of the distance map ``dist``.
 
     Pixels are flooded from the highest level down (raster order within a level). When
-    basins meet at level ``L``, each one whose peak is less than ``h`` above ``L`` (or
-    below ``min_peak``) joins the deepest of them; the others stay separate cells and the
+    basins meet at level ``L``, each one whose peak ``P`` is less than ``h`` above ``L``,
+    or less than ``rel * P`` above it (a scale-free depth), or below ``min_peak``, joins
+    the deepest of them; the others stay separate cells and the
     meeting pixel goes to the deepest. Returns ``(labels int32, n)`` numbered in raster
     order of each basin's first pixel.
     """
     dist = np.ascontiguousarray(dist, np.int32)
-    return _dt_watershed(dist, np.int32(h), np.int32(min_peak))
+    return _dt_watershed(dist, np.int32(h), np.int32(min_peak), np.int64(round(rel * 1000)))
 
 
 # --------------------------------------------------------------------------- painting

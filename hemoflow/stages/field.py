@@ -102,7 +102,8 @@ class SegmentParams:
         Holes smaller than this fraction of a typical RBC area are filled (central pallor).
     split_depth_frac : float
         Touching RBCs are split when each one's distance-transform peak rises at least
-        this fraction of the RBC radius above the saddle between them (h-maxima rule).
+        this fraction of its own height above the saddle between them (a scale-free
+        h-maxima rule, so the split does not depend on the pixel-size estimate).
     irregular_* : float
         Thresholds of the irregularity rule (:mod:`hemoflow.stages.features`).
     cell_channel : str
@@ -342,7 +343,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         rbc_mask,
         diameter_px=params.rbc_diameter_um * um,
         min_area_px=params.rbc_min_area_frac * rbc_area,
-        split_depth_px=params.split_depth_frac * params.rbc_diameter_um * um / 2.0,
+        split_depth=params.split_depth_frac,
     )
     labels = wbc.astype(np.int32)
     labels = np.where(plt > 0, plt + n_wbc, labels)

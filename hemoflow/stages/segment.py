@@ -188,15 +188,16 @@ def segment_rbc(
     *,
     diameter_px: float,
     min_area_px: float,
-    split_depth_px: float,
+    split_depth: float,
+    noise_px: float = 0.5,
 ) -> tuple[np.ndarray, int]:
     """Split the RBC mask into cells: distance transform and watershed with h-maxima markers.
 
     The chamfer distance to the background is flooded from the top
     (:func:`hemoflow.kernels._smear.dt_watershed`): two touching cells stay apart when
-    each one's distance peak rises at least ``split_depth_px`` above the saddle where
-    they meet; shallower bumps (outline noise) and peaks lower than a tenth of the
-    diameter join their deeper neighbour. Objects smaller than ``min_area_px`` are dropped
+    each one's distance peak ``P`` rises at least ``split_depth * P`` (a scale-free
+    fraction) and ``noise_px`` above the saddle where they meet; shallower bumps (outline
+    noise) and peaks lower than a tenth of the diameter join their deeper neighbour. Objects smaller than ``min_area_px`` are dropped
     (slivers, fragments cut by a WBC). Returns ``(labels int32, n)`` in raster order.
     """
     mask = np.ascontiguousarray(cell_mask, bool)
@@ -204,7 +205,10 @@ def segment_rbc(
         return np.zeros(mask.shape, np.int32), 0
     dist = chamfer_distance(mask)
     ws, n = dt_watershed(
-        dist, h=max(int(round(5.0 * split_depth_px)), 1), min_peak=int(round(5.0 * diameter_px / 10.0))
+        dist,
+        h=max(int(round(5.0 * noise_px)), 1),
+        min_peak=int(round(5.0 * diameter_px / 10.0)),
+        rel=split_depth,
     )
     sizes = _sizes(ws, n)
     keep = sizes >= min_area_px
