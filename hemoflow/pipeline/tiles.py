@@ -38,8 +38,11 @@ class Tile:
         return (y1 - y0, x1 - x0)
 
 
-def plan_tiles(shape: tuple[int, int], tile_size: int, halo: int) -> list[Tile]:
+def plan_tiles(shape: tuple[int, int], tile_size: int, halo: int, *, align: int = 1) -> list[Tile]:
     """Cut an image of ``shape`` (H, W) into cores of ``tile_size`` with a ``halo``.
+
+    ``align`` rounds ``tile_size`` and ``halo`` up to multiples of it, so every window
+    starts on the grid of the stages' working scale (block averaging by that factor).
 
     >>> [t.core for t in plan_tiles((5, 3), 4, 1)]
     [(0, 0, 4, 3), (4, 0, 5, 3)]
@@ -53,6 +56,10 @@ def plan_tiles(shape: tuple[int, int], tile_size: int, halo: int) -> list[Tile]:
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
+    if align < 1:
+        raise ValueError(f"align must be >= 1, got {align}")
+    tile_size = -(-tile_size // align) * align
+    halo = -(-halo // align) * align
     tiles = []
     for r, y0 in enumerate(range(0, h, tile_size)):
         y1 = min(y0 + tile_size, h)
@@ -127,7 +134,7 @@ def analyze_tiled(image: np.ndarray, *, tile_size: int, halo: int, mpp: float, c
     Cells come back in tile order, then in each tile's own order; sort by ``(y, x)``
     to compare tilings.
     """
-    tiles = plan_tiles(image.shape[:2], tile_size, halo)
+    tiles = plan_tiles(image.shape[:2], tile_size, halo, align=int(getattr(calibration, "downsample", 1)))
     tables, crops = [], []
     for t, win in iter_windows(image, tiles):
         tab, cr = analyze_window(win, t, mpp=mpp, calibration=calibration, params=params, crop=crop)

@@ -47,3 +47,10 @@ def test_concat_tables():
     out = concat_tables([a, {}, b])
     assert out["y"].tolist() == [1.0, 2.0, 3.0] and out["cls"].tolist() == ["rbc", "wbc", "rbc"]
     assert concat_tables([]) == {}
+
+
+def test_align_rounds_tile_and_halo_up():
+    tiles = plan_tiles((20, 20), 5, 3, align=2)
+    assert tiles[0].core == (0, 0, 6, 6) and tiles[1].core == (0, 6, 6, 12)
+    assert all(t.window[0] % 2 == 0 and t.window[1] % 2 == 0 for t in tiles)
+    assert tiles[5].core == (6, 6, 12, 12) and tiles[5].window == (2, 2, 16, 16)

@@ -68,7 +68,8 @@ def test_borders_through_cell_centroids(field, data):
     axis = data.draw(st.sampled_from(["y", "x"]), label="axis")
     delta = data.draw(st.sampled_from([0.0, 0.5, 1.0]), label="offset")
     pos = float(np.asarray(whole[0][axis])[min(i, len(whole[0][axis]) - 1)]) + delta
-    tile = int(np.floor(pos))
+    f = int(cal.downsample)
+    tile = int(np.floor(pos)) // f * f  # windows sit on the working-scale grid: within f-1 px
     if tile < 64:
         tile += 64 * (1 + 64 // max(tile, 1))
     tiled = analyze_tiled(rgb, tile_size=tile, halo=halo, mpp=MPP, calibration=cal, params=params, crop=crop)
