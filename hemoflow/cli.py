@@ -101,14 +101,30 @@ def _print_failures(result: dict[str, Any]) -> None:
 
 # -- commands -------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from hemoflow.jobs.manifest import load_manifest
-
+    from hemoflow.errors import ManifestError
     from hemoflow.io import storage
+    from hemoflow.jobs.manifest import load_manifest, load_prefix_manifest
 
-    manifest = load_manifest(args.manifest)
+    src = args.manifest
+    if args.patients:
+        manifest = load_prefix_manifest(src, args.patients)
+    elif src.lower().endswith(".csv"):
+        manifest = load_manifest(src)
+    else:
+        raise ManifestError(f"{storage.redact(src)} is not a .csv manifest; to process every slide under a "
+                            "folder or prefix, give the patients table with --patients")
     storage.check_writable(args.out)  # before a cluster starts: fail fast, write nothing
+    from hemoflow.config import JobConfig
+
+    cfg = JobConfig.from_env(tile_size=args.tile_size)
     with _client(args) as client:
-        result = _run_job(client, manifest, args.out, args)
+        job = client.submit(manifest, args.out, config=cfg, model=args.model, job_id=args.job_id,
+                            tile_resume=not args.no_tile_records)
+        bar = ProgressBar(f"job {job.id}")
+        try:
+            result = job.wait(poll=0.5, callback=bar)
+        finally:
+            bar.close()
     _print_patients(result["patients"], truth=None)
     _print_failures(result)
     print(f"outputs: {result['job']['outputs']['patients']}")
@@ -130,8 +146,12 @@ def cmd_demo(args) -> int:
         for k in range(args.slides_per_patient):
             seed += 1
             path = slides_dir / f"{pid}-S{k + 1}.ome.tif"
-            tt = synth.write_synthetic_slide(path, shape=(args.size, args.size), mpp=0.25, seed=seed, wbc_mix=mix)
-            synth.write_truth(path.with_suffix("").with_suffix(".truth.csv"), tt)
+            truth_csv = slides_dir / f"{pid}-S{k + 1}.truth.csv"
+            tt = _reuse_truth(path, truth_csv, args.size)
+            if tt is None:  # (re)generate; a finished earlier demo is reused as is
+                tt = synth.write_synthetic_slide(path, shape=(args.size, args.size), mpp=0.25, seed=seed,
+                                                 wbc_mix=mix)
+                synth.write_truth(truth_csv, tt)
             truth.setdefault(pid, []).append(tt)
             rows.append({"slide": str(path), "patient_id": pid, "specimen": "peripheral_blood", "mpp": ""})
     gen_s = time.perf_counter() - t0
@@ -150,6 +170,23 @@ def cmd_demo(args) -> int:
     print(f"\nslides generated in {gen_s:.1f}s, job ran in {run_s:.1f}s "
           f"({result['job']['progress']['tiles_total']} tiles); outputs in {out}")
     return 0 if not result["job"]["failures"] else 1
+
+
+def _reuse_truth(path: Path, truth_csv: Path, size: int):
+    """The truth table of an already generated demo slide of the right size, else None."""
+    if not (path.exists() and truth_csv.exists()):
+        return None
+    import pandas as pd
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if tuple(tf.series[0].shape[:2]) != (size, size):
+                return None
+        df = pd.read_csv(truth_csv, keep_default_na=False)
+    except Exception:
+        return None
+    return {c: df[c].to_numpy() for c in df.columns}
 
 
 def _write_demo_report(result: dict[str, Any], out: Path) -> None:
@@ -185,9 +222,9 @@ def _print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | Non
         diff = p.get("differential", {})
         pct = {t: (diff.get(t, {}) or {}).get("percent") for t in TYPES}
         if pct.get("blast") is None:
-            pct["blast"] = (p.get("blasts", {}) or {}).get("percent")
+            pct["blast"] = (p.get("blast", {}) or {}).get("percent")
         row = f"{p['patient_id']:<10} {'measured':<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} " \
-              f"{counts.get('platelets', 0):>5} " + " ".join(_fmt(pct[t]) for t in TYPES)
+              f"{counts.get('platelet', 0):>5} " + " ".join(_fmt(pct[t]) for t in TYPES)
         print(row)
         if truth and p["patient_id"] in truth:
             t = _truth_summary(truth[p["patient_id"]])
@@ -295,9 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_opts(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="process the slides of a manifest CSV")
-    p.add_argument("manifest", help="CSV with columns slide, patient_id, specimen[, mpp]")
+    p = sub.add_parser("run", help="process the slides of a manifest CSV, or of a folder / S3 prefix",
+                       description="Process slides; rerunning with the same --out resumes (finished slides "
+                                   "and tiles are not redone). S3 endpoint and credentials come from the "
+                                   "standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
+    p.add_argument("manifest", help="CSV with columns slide, patient_id, specimen[, mpp]; or a folder / "
+                                    "s3://bucket/prefix whose slides are all processed (needs --patients)")
+    p.add_argument("--patients", default=None,
+                   help="with a folder or prefix: CSV with columns slide (name or key relative to the prefix), "
+                        "patient_id, specimen (optional, default peripheral_blood), mpp (optional)")
     p.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")
+    p.add_argument("--model", default=None, help="classifier weights file (default: the shipped model)")
+    p.add_argument("--job-id", default=None, help="job id (default: a new random id); give the id of a job whose "
+                                                  "client died to take over its output at once")
+    p.add_argument("--no-tile-records", action="store_true",
+                   help="do not record finished tiles (a rerun then redoes unfinished slides whole)")
     cluster_opts(p)
     p.set_defaults(func=cmd_run)
 

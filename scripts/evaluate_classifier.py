@@ -112,10 +112,11 @@ def main(argv=None) -> int:
             print(format_metrics(m, title=f"baseline, {name}") if name == "clean" else
                   f"baseline, {name}: accuracy={m['accuracy']:.4f} macro-F1={m['macro_f1']:.4f}")
     if args.synth_fields > 0 and importlib.util.find_spec("hemoflow.synth") is not None:
-        for mix in ("normal", "acute_leukaemia"):
-            m = synthetic_agreement(clf, n_fields=args.synth_fields, wbc_mix=mix, n_wbc=10)
-            results[f"synthetic_{mix}"] = m
-            print(format_metrics(m, title=f"synthetic fields ({mix}): agreement with truth"))
+        uniform = {t: 1.0 for t in ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")}
+        for name, mix in (("normal", "normal"), ("acute_leukaemia", "acute_leukaemia"), ("uniform", uniform)):
+            m = synthetic_agreement(clf, n_fields=args.synth_fields, wbc_mix=mix, n_wbc=12)
+            results[f"synthetic_{name}"] = m
+            print(format_metrics(m, title=f"synthetic fields ({name} mix): agreement with truth"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     return 0

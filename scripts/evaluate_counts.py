@@ -3,6 +3,7 @@
 
     python scripts/evaluate_counts.py DATA_DIR [--limit N] [--split dev|self-holdout|all]
                                       [--param NAME=VALUE ...] [--per-image CSV]
+                                      [--preprocess equalize|flatfield]
 
 DATA_DIR holds ``JPEGImages/*.jpg`` and ``counts.csv`` (``image, wbc_voc, rbc_voc,
 platelets_voc, wbc_txl, rbc_txl, platelets_txl, ...``). Each image goes through
@@ -14,6 +15,12 @@ estimated) and the script prints, per split:
   about half missing);
 * platelet MAE vs ``platelets_txl``;
 * throughput in megapixels per second, single-threaded.
+
+``--preprocess`` applies an extra whole-field step before analysis, for the
+preprocessing ablation (``docs/ablation_counts.md``): ``equalize`` = per-channel histogram
+equalisation, ``flatfield`` = division by a heavily blurred copy (illumination
+correction). Neither is part of hemoflow: both need whole-field statistics, which a
+tile cannot have.
 
 ``self-holdout`` is a deterministic quarter of the images (first byte of the SHA-256 of
 the image name < 64) that parameter choices were never tuned on; ``dev`` is the rest.
@@ -35,7 +42,9 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hemoflow.analyze import analyze_image  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hemoflow.analyze import analyze_image, read_image  # noqa: E402
 from hemoflow.stages import SegmentParams  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -60,6 +69,25 @@ def _pearson(a, b) -> float:
     if sa == 0 or sb == 0:
         return float("nan")
     return sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (sa * sb)
+
+
+def _preprocess(rgb: np.ndarray, how: str | None) -> np.ndarray:
+    if not how:
+        return rgb
+    img = rgb[..., :3].astype(np.float64)
+    if how == "equalize":
+        from skimage.exposure import equalize_hist
+
+        out = np.stack([equalize_hist(img[..., c]) for c in range(3)], axis=-1) * 255.0
+    elif how == "flatfield":
+        from scipy import ndimage as ndi
+
+        sigma = max(img.shape[:2]) / 8.0
+        flat = np.stack([ndi.gaussian_filter(img[..., c], sigma, mode="reflect") for c in range(3)], axis=-1)
+        out = img / np.maximum(flat, 1.0) * flat.mean(axis=(0, 1))
+    else:
+        raise SystemExit(f"unknown --preprocess {how!r}")
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def _parse_params(items: list[str]) -> SegmentParams:
@@ -112,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=("dev", "self-holdout", "all"), default="all")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--per-image", type=Path, default=None, help="write per-image counts to this CSV")
+    ap.add_argument("--preprocess", choices=("equalize", "flatfield"), default=None,
+                    help="extra whole-field step before analysis (ablation only)")
     args = ap.parse_args(argv)
 
     params = _parse_params(args.param)
@@ -126,13 +156,16 @@ def main(argv=None) -> int:
 
     # Compile / load the kernels once, outside the timing.
     first = args.data_dir / "JPEGImages" / f"{truth[0]['image']}.jpg"
-    analyze_image(first, params=params)
+    analyze_image(_preprocess(read_image(first), args.preprocess), params=params)
 
     rows = []
     for t in truth:
         path = args.data_dir / "JPEGImages" / f"{t['image']}.jpg"
         t0 = time.perf_counter()
-        res = analyze_image(path, params=params)
+        if args.preprocess:
+            res = analyze_image(_preprocess(read_image(path), args.preprocess), params=params, name=t["image"])
+        else:
+            res = analyze_image(path, params=params)
         dt = time.perf_counter() - t0
         with Image.open(path) as im:
             w_, h_ = im.size
@@ -158,7 +191,8 @@ def main(argv=None) -> int:
             wr.writeheader()
             wr.writerows(rows)
 
-    print(f"hemoflow count evaluation on {args.data_dir} (split={args.split}, params={args.param or 'default'})")
+    extra = f", preprocess={args.preprocess}" if args.preprocess else ""
+    print(f"hemoflow count evaluation on {args.data_dir} (split={args.split}, params={args.param or 'default'}{extra})")
     groups = [("all", rows)]
     if args.split == "all":
         groups = [

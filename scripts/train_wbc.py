@@ -10,7 +10,8 @@ Data (see hemoflow/classify/weights/MODEL_CARD.md):
 
 Usage::
 
-    python scripts/train_wbc.py --data ../shared/data --epochs 12 --seed 0 --threads 2
+    python scripts/train_wbc.py --data ../shared/data --epochs 9 --samples-per-epoch 4000 \
+        --synth-fields 160 --seed 0 --threads 2 --workers 1
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=default_weights_path(".pt"))
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1, help="augmentation worker processes")
     ap.add_argument("--io-mpp", type=float, default=0.3)
-    ap.add_argument("--samples-per-epoch", type=int, default=None)
+    ap.add_argument("--samples-per-epoch", type=int, default=4000)
     ap.add_argument("--weight-originals", type=float, default=0.35)
-    ap.add_argument("--synth-fields", type=int, default=0, help="synthetic fields (0: no synthetic data)")
+    ap.add_argument("--synth-fields", type=int, default=160, help="synthetic fields of 8 WBCs (0: no synthetic data)")
     ap.add_argument("--synth-weight", type=float, default=0.5)
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
     args = ap.parse_args(argv)

@@ -16,7 +16,7 @@ from PIL import Image
 from hemoflow.classify.config import PBC_CAMERA_MPP, ModelIOConfig
 from hemoflow.classify.data import load_images, pbc_holdout, read_labels
 from hemoflow.classify.metrics import classification_metrics
-from hemoflow.classify.transforms import jpeg_roundtrip
+from hemoflow.classify.transforms import jpeg_roundtrip, prepare_cell_image
 
 __all__ = ["pipeline_crops", "pbc_heldout", "degrade", "evaluate_pbc", "synthetic_agreement"]
 
@@ -54,9 +54,20 @@ def degrade(img: np.ndarray, *, jpeg_quality: int | None = None, scale: float = 
 
 
 def evaluate_pbc(predict, images, labels, io: ModelIOConfig, *, mpp: float = PBC_CAMERA_MPP,
-                 classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """Metrics of ``predict(crops) -> (labels, probs)`` on single-cell images at ``mpp``."""
-    pred, _ = predict(pipeline_crops(images, mpp, io))
+                 classes: Sequence[str] | None = None, cropper: str = "pipeline") -> dict[str, Any]:
+    """Metrics of ``predict(crops) -> (labels, probs)`` on single-cell images at ``mpp``.
+
+    ``cropper``: "pipeline" cuts crops with :func:`hemoflow.stages.crops.crop_cells`
+    (Gaussian pre-filter + bilinear, as the pipeline does); "pil" resamples with Pillow
+    (:func:`~hemoflow.classify.transforms.prepare_cell_image`, as ``hemoflow classify`` does).
+    """
+    if cropper == "pipeline":
+        crops = pipeline_crops(images, mpp, io)
+    elif cropper == "pil":
+        crops = np.stack([prepare_cell_image(im, mpp=mpp, size=io.input_size, dst_mpp=io.mpp) for im in images])
+    else:
+        raise ValueError(f"cropper must be 'pipeline' or 'pil', got {cropper!r}")
+    pred, _ = predict(crops)
     return classification_metrics(labels, pred, classes=classes or io.classes)
 
 

@@ -125,7 +125,10 @@ def build_network(arch: Mapping[str, Any], n_classes: int) -> WbcNet:
 
 def crops_to_tensor(crops: np.ndarray, io: ModelIOConfig) -> torch.Tensor:
     """uint8 [N,S,S,3] crops -> normalised float32 [N,3,S,S] tensor (contiguous NCHW)."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    arr = np.ascontiguousarray(crops)
+    if not arr.flags.writeable:  # torch warns on read-only buffers; the float copy below is ours anyway
+        arr = arr.copy()
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(io.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(io.std, dtype=torch.float32).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std).contiguous()

@@ -206,8 +206,9 @@ def train_model(
             rec = {"epoch": epoch + 1, "loss": round(tot / seen, 4), "train_acc": round(correct / seen, 4),
                    "seconds": round(time.perf_counter() - te, 1)}
             history.append(rec)
-            (log.info if not progress else _print)(f"epoch {rec['epoch']}/{epochs} loss={rec['loss']} "
-                                                    f"train_acc={rec['train_acc']} ({rec['seconds']} s)")
+            log.log(logging.INFO if progress else logging.DEBUG,
+                    "epoch %d/%d loss=%s train_acc=%s (%s s)", rec["epoch"], epochs, rec["loss"],
+                    rec["train_acc"], rec["seconds"])
     net = net.to(memory_format=torch.contiguous_format).eval()
     record = {
         "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
@@ -219,10 +220,6 @@ def train_model(
         "sources": [s.describe() for s in sources],
     }
     return net, record
-
-
-def _print(msg: str) -> None:  # CLI progress only (scripts pass progress=True)
-    print(msg, flush=True)
 
 
 class _Keyed(Dataset):

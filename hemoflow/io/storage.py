@@ -117,7 +117,45 @@ def _s3_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
     ):
         opts["endpoint_url"] = endpoint
     opts.setdefault("use_listings_cache", False)
+    retry = s3_retry_settings()
+    # botocore's "standard" retry mode: transient errors (connection resets, timeouts,
+    # 500/502/503/504, throttling) are retried with exponential backoff and jitter,
+    # capped at 20 s between attempts. s3fs adds its own retries on top for read
+    # timeouts and truncated bodies.
+    cfg = dict(opts.get("config_kwargs") or {})
+    cfg.setdefault("retries", {"max_attempts": retry["max_attempts"], "mode": "standard"})
+    cfg.setdefault("connect_timeout", retry["connect_timeout"])
+    cfg.setdefault("read_timeout", retry["read_timeout"])
+    opts["config_kwargs"] = cfg
     return opts
+
+
+#: Defaults of :func:`s3_retry_settings`, each overridable by an environment variable.
+S3_RETRY_DEFAULTS = {
+    "max_attempts": ("HEMOFLOW_S3_MAX_ATTEMPTS", 10),
+    "s3fs_retries": ("HEMOFLOW_S3_RETRIES", 5),
+    "connect_timeout": ("HEMOFLOW_S3_CONNECT_TIMEOUT", 10.0),
+    "read_timeout": ("HEMOFLOW_S3_READ_TIMEOUT", 60.0),
+}
+
+
+def s3_retry_settings() -> dict[str, Any]:
+    """Retry and timeout settings of S3 clients (bounded: attempts and timeouts are finite).
+
+    ``max_attempts`` (``HEMOFLOW_S3_MAX_ATTEMPTS``, default 10) is botocore's total
+    attempts per request in ``standard`` mode; ``s3fs_retries`` (``HEMOFLOW_S3_RETRIES``,
+    default 5) are s3fs's own retries around a call; ``connect_timeout`` and
+    ``read_timeout`` are in seconds.
+    """
+    out: dict[str, Any] = {}
+    for name, (env, default) in S3_RETRY_DEFAULTS.items():
+        raw = os.environ.get(env, "")
+        try:
+            val = type(default)(raw) if raw else default
+        except ValueError:
+            val = default
+        out[name] = val if val > 0 else default
+    return out
 
 
 def _s3(
@@ -136,7 +174,10 @@ def _s3(
         path = bucket + sep + rest
     if asynchronous:
         opts["asynchronous"] = True
-    return s3fs.S3FileSystem(**opts), path
+    retries = opts.pop("retries", None) or s3_retry_settings()["s3fs_retries"]
+    fs = s3fs.S3FileSystem(**opts)
+    fs.retries = int(retries)  # s3fs's own retries around each call (a class attribute)
+    return fs, path
 
 
 def get_fs(

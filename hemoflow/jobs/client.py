@@ -164,22 +164,39 @@ class Client:
             self.dask.register_plugin(ModelPlugin())
 
     def submit(self, manifest: Any, out: str, *, config: JobConfig | None = None, params: Any = None,
-               crop: Any = None, model: str | os.PathLike | None = None, job_id: str | None = None) -> Job:
+               crop: Any = None, model: str | os.PathLike | None = None, job_id: str | None = None,
+               patients: Any = None, tile_resume: bool = True) -> Job:
         """Validate ``manifest`` and the output location, then start the job.
+
+        ``manifest`` is a manifest (CSV path or URL, DataFrame, list of dicts,
+        :class:`~hemoflow.jobs.manifest.Manifest`), or, with ``patients``, a folder or
+        ``s3://`` prefix whose slides are listed and matched to the patients table
+        (:func:`~hemoflow.jobs.manifest.load_prefix_manifest`).
 
         ``model`` is a weights file (default: the shipped classifier); it must be
         readable at the same path on every worker.
 
+        Work already recorded under ``out`` with the same keys is not redone: finished
+        slides are reused whole and, with ``tile_resume`` (default), finished tiles of
+        unfinished slides too. Submitting again after a crash (of a worker, the client or
+        the whole cluster) therefore resumes the job; ``job_id`` keeps its id.
+
         Raises :class:`~hemoflow.errors.ManifestError`,
         :class:`~hemoflow.errors.OutputNotWritableError` or
-        :class:`~hemoflow.errors.ModelError` before anything is written.
+        :class:`~hemoflow.errors.ModelError` before anything is written, and
+        :class:`~hemoflow.jobs.lock.OutputLockedError` when another job is running on ``out``.
         """
         from hemoflow.classify.config import default_io_config
         from hemoflow.io import storage
         from hemoflow.pipeline.graph import JobRunner
         from hemoflow.stages import CropSpec, SegmentParams
 
-        m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        if patients is not None:
+            from hemoflow.jobs.manifest import load_prefix_manifest
+
+            m = load_prefix_manifest(manifest, patients)
+        else:
+            m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         out = _normalize_out(out)
         storage.check_writable(out)
         if model is not None:
@@ -195,10 +212,51 @@ class Client:
             model_sha=model_sha,
             model_path=model_path,
             job_id=job_id,
+            tile_resume=tile_resume,
         )
+        from hemoflow.jobs.lock import JobLock
+
+        runner.lock = JobLock(out, runner.job_id)
+        runner.lock.acquire()  # one job per output; raises OutputLockedError naming the holder
         job = Job(runner, self)
         self._jobs.append(job)
         return job
+
+    def resume(self, out: str, *, job_id: str | None = None) -> Job:
+        """Submit again the job recorded in ``out/job.json`` (same manifest, parameters
+        and model), e.g. after the process that submitted it died. It resumes from the
+        ledger: only unfinished work is done. ``job_id`` guards against resuming a
+        different job than intended.
+
+        Raises :class:`~hemoflow.errors.JobError` when ``out`` holds no job record or a
+        different job.
+        """
+        import json
+
+        from hemoflow.io import storage
+        from hemoflow.stages import CropSpec, SegmentParams
+
+        out = _normalize_out(out)
+        try:
+            rec = json.loads(storage.read_bytes(f"{out}/job.json"))
+        except FileNotFoundError:
+            raise JobError(f"no job recorded in {storage.redact(out)} (job.json missing)") from None
+        except ValueError as exc:
+            raise JobError(f"job record {storage.redact(out)}/job.json is unreadable: {exc}") from None
+        if "manifest" not in rec:
+            raise JobError(f"job record {storage.redact(out)}/job.json predates resumable jobs")
+        if job_id is not None and rec.get("job_id") != job_id:
+            raise JobError(f"{storage.redact(out)} holds job {rec.get('job_id')!r}, not {job_id!r}")
+        rows = [{k: ("" if v is None else v) for k, v in r.items() if k != "slide_id"} for r in rec["manifest"]]
+        try:
+            config = JobConfig.from_dict(rec["config"])
+            params = SegmentParams.from_dict(rec["params"])
+            crop = CropSpec.from_dict(rec["crop"])
+        except (TypeError, ValueError, KeyError) as exc:  # written by another hemoflow version
+            raise JobError(f"job record {storage.redact(out)}/job.json has settings this version cannot use "
+                           f"({type(exc).__name__}: {exc}); submit the job again with its manifest") from None
+        return self.submit(rows, out, config=config, params=params, crop=crop, model=rec.get("model_path"),
+                           job_id=rec["job_id"], tile_resume=bool(rec.get("tile_resume", True)))
 
     def close(self) -> None:
         for j in self._jobs:

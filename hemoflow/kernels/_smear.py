@@ -10,6 +10,7 @@
 - :func:`paint_nearest` -- grow labelled seeds by up to a radius, nearest seed wins
   (exact Euclidean distance; cheap for sparse seeds such as nuclei).
 - :func:`erode_disk`, :func:`dilate_disk` -- binary morphology with a small disk.
+- :func:`label_max` -- per-label maximum (``scipy.ndimage.maximum`` without a sort).
 
 Every result depends only on a bounded neighbourhood of a pixel (plus, for the
 watershed, the connected basins around it), and ties are broken by raster order, which a
@@ -29,6 +30,7 @@ __all__ = [
     "erode_disk",
     "dilate_disk",
     "disk_offsets",
+    "label_max",
 ]
 
 
@@ -223,21 +225,23 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
     for lv in range(top + 1):
         start[lv] = acc
         acc += cnt[lv]
-    order = np.empty(acc, np.int64)
+    order = np.empty(acc, np.int32)
     for k in range(n):
         if flat[k] > 0:
             b = top - flat[k]
             order[start[b]] = k
             start[b] += 1
-    parent = np.full(n, -1, np.int64)
+    parent = np.full(n, -1, np.int32)
     peak = np.zeros(n, np.int32)
-    roots = np.empty(8, np.int64)
+    roots = np.empty(8, np.int32)
     for t in range(acc):
         p = order[t]
         lv = flat[p]
         i = p // ww
         j = p - i * ww
         nr = 0
+        best_q = -1
+        best_v = -1
         for di in range(-1, 2):
             ii = i + di
             if ii < 0 or ii >= hh:
@@ -249,6 +253,10 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
                 q = ii * ww + jj
                 if parent[q] < 0:
                     continue
+                # steepest ascent: the highest processed neighbour (first in raster order)
+                if flat[q] > best_v:
+                    best_v = flat[q]
+                    best_q = q
                 r = _find(parent, q)
                 seen = False
                 for s in range(nr):
@@ -259,7 +267,7 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
                     roots[nr] = r
                     nr += 1
         if nr == 0:
-            parent[p] = p
+            parent[p] = np.int32(p)
             peak[p] = lv
             continue
         main = roots[0]
@@ -274,7 +282,8 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
             dyn = peak[r] - lv
             if dyn < h_dyn or peak[r] < min_peak or dyn * 1000 < rel_milli * peak[r]:
                 parent[r] = main
-        parent[p] = main
+        # the pixel flows to its steepest-ascent neighbour's basin (after the merges)
+        parent[p] = _find(parent, best_q)
     out = np.zeros(n, np.int32)
     ids = np.zeros(n, np.int32)
     m = 0
@@ -294,8 +303,9 @@ def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.
     Pixels are flooded from the highest level down (raster order within a level). When
     basins meet at level ``L``, each one whose peak ``P`` is less than ``h`` above ``L``,
     or less than ``rel * P`` above it (a scale-free depth), or below ``min_peak``, joins
-    the deepest of them; the others stay separate cells and the
-    meeting pixel goes to the deepest. Returns ``(labels int32, n)`` numbered in raster
+    the deepest of them; the others stay separate cells. Every pixel joins the basin of its
+    highest already-flooded neighbour (steepest ascent), so basins cannot leak along a
+    level line. Returns ``(labels int32, n)`` numbered in raster
     order of each basin's first pixel.
     """
     dist = np.ascontiguousarray(dist, np.int32)
@@ -403,3 +413,25 @@ def erode_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     """Binary dilation by a disk (painted from the mask's boundary pixels)."""
     return _dilate(np.ascontiguousarray(mask, np.bool_), disk_offsets(radius))
+
+
+@njit(cache=True, nogil=True)
+def _label_max(labels, values, n):
+    out = np.zeros(n + 1, np.int64)
+    h, w = labels.shape
+    for i in range(h):
+        for j in range(w):
+            lab = labels[i, j]
+            if lab > 0 and values[i, j] > out[lab]:
+                out[lab] = values[i, j]
+    return out
+
+
+def label_max(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-label maximum of the non-negative int ``values`` (int64[n + 1], index 0 unused);
+    ``scipy.ndimage.maximum`` without its full-array sort."""
+    labels = np.ascontiguousarray(labels, np.int32)
+    values = np.ascontiguousarray(values, np.int32)
+    if labels.shape != values.shape:
+        raise ValueError(f"labels {labels.shape} and values {values.shape} differ in shape")
+    return _label_max(labels, values, int(n))

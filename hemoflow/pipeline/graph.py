@@ -15,6 +15,13 @@ crops are waiting:
    and ``job.json`` on the client.
 
 Tile results stay on the workers; only summaries and small label arrays reach the client.
+
+Fault tolerance: a worker that dies loses its running tasks and the results it held;
+Dask reruns them elsewhere. When Dask gives a task up (``KilledWorker``, after
+``distributed.scheduler.allowed-failures`` deaths), the driver resubmits it, and the
+lost inputs it depends on, at most ``max_resubmits`` times. Every task is idempotent
+(outputs are whole objects, tile records are keyed), so a rerun task changes nothing.
+Task exceptions are retried once (``retries=1``) before the slide is marked failed.
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ class JobRunner:
     """Runs one job; :class:`hemoflow.jobs.client.Job` drives it from a thread."""
 
     def __init__(self, client, manifest: Manifest, out_url: str, *, config: JobConfig, params, crop,
-                 model_sha: str, model_path: str | None = None, job_id: str | None = None):
+                 model_sha: str, model_path: str | None = None, job_id: str | None = None,
+                 tile_resume: bool = True, max_resubmits: int = 3, task_retries: int = 1):
         self.client = client
         self.manifest = manifest
         self.out_url = out_url.rstrip("/")
@@ -79,12 +87,19 @@ class JobRunner:
         self.model_sha = model_sha
         self.model_path = model_path
         self.job_id = job_id or uuid.uuid4().hex[:12]
+        self.tile_resume = tile_resume
+        self.max_resubmits = max_resubmits
+        self.task_retries = task_retries
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self._progress = {"slides_total": len(manifest), "slides_done": 0, "slides_failed": 0,
-                          "slides_skipped": 0, "tiles_total": 0, "tiles_done": 0, "cells": 0, "wbc_classified": 0}
+                          "slides_skipped": 0, "tiles_total": 0, "tiles_done": 0, "tiles_resumed": 0,
+                          "cells": 0, "wbc_classified": 0, "tasks_resubmitted": 0}
         self.classified_on: set[str] = set()
         self._futures: list = []
+        self.lock = None  # a hemoflow.jobs.lock.JobLock taken by the client, released at the end
+        self._specs: dict[Any, tuple] = {}  # future key -> (fn, args, kwargs, key prefix, attempts)
+        self._replaced: dict[Any, Any] = {}  # key of a lost future -> its resubmitted future
 
     # -- progress -----------------------------------------------------------------
     def progress(self) -> dict[str, int]:
@@ -103,14 +118,68 @@ class JobRunner:
         except Exception:  # cluster already gone
             pass
 
-    def _submit(self, fn, *args, key_prefix: str, **kw):
+    def _submit(self, fn, *args, key_prefix: str, _attempt: int = 0, **kw):
         key = f"{key_prefix}-{self.job_id}-{uuid.uuid4().hex[:8]}"
         fut = self.client.submit(fn, *args, key=key, pure=False, **kw)
         self._futures.append(fut)
+        self._specs[fut.key] = (fn, args, kw, key_prefix, _attempt)
         return fut
+
+    # -- lost work ------------------------------------------------------------------
+    @staticmethod
+    def _lost(fut) -> bool:
+        """True when ``fut`` erred because workers died (not because its task raised)."""
+        from distributed.scheduler import KilledWorker
+
+        if fut.status not in ("error", "erred"):
+            return False
+        try:
+            return isinstance(fut.exception(), KilledWorker)
+        except Exception:  # cancelled meanwhile
+            return False
+
+    def _fresh(self, x):
+        """``x`` with every lost future in it replaced by a resubmitted one."""
+        from distributed import Future
+
+        if isinstance(x, Future):
+            while x.key in self._replaced:
+                x = self._replaced[x.key]
+            if self._lost(x):
+                new = self._resubmit(x)
+                return x if new is None else new
+            return x
+        if isinstance(x, list):
+            return [self._fresh(v) for v in x]
+        if isinstance(x, tuple):
+            return tuple(self._fresh(v) for v in x)
+        return x
+
+    def _resubmit(self, fut):
+        """Submit the task of the lost ``fut`` again (fresh inputs), or None when out of attempts."""
+        spec = self._specs.get(fut.key)
+        if spec is None or spec[4] >= self.max_resubmits or self.cancelled.is_set():
+            return None
+        fn, args, kw, prefix, attempt = spec
+        new = self._submit(fn, *[self._fresh(a) for a in args], key_prefix=prefix, _attempt=attempt + 1, **kw)
+        self._replaced[fut.key] = new
+        self._bump(tasks_resubmitted=1)
+        log.warning("job %s: task %s lost with its worker; resubmitted (attempt %d of %d)",
+                    self.job_id, fut.key, attempt + 2, self.max_resubmits + 1)
+        return new
 
     # -- the job ------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Run the job to its end (or cancellation); release the output's lock after."""
+        if self.lock is not None:
+            self.lock.start_heartbeat()
+        try:
+            return self._run()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self) -> dict[str, Any]:
         from distributed import as_completed
 
         t0 = time.perf_counter()
@@ -121,9 +190,11 @@ class JobRunner:
         order = {e.slide_id: i for i, e in enumerate(self.manifest)}
         kinds: dict[Any, tuple] = {}
         ac = as_completed()
+        self._write_running(started)
         for e in self.manifest:
             f = self._submit(tasks.prepare_slide, e, self.out_url, self.config, self.params, self.crop,
-                             self.model_sha, key_prefix=f"prepare-{e.slide_id}", priority=10)
+                             self.model_sha, self.tile_resume, key_prefix=f"prepare-{e.slide_id}", priority=10,
+                             retries=self.task_retries)
             kinds[f] = ("prepare", e.slide_id)
             ac.add(f)
 
@@ -139,7 +210,8 @@ class JobRunner:
             batch = pool
             pool = []
             f = self._submit(tasks.classify_batch, [t for _, _, t in batch], self.config.batch_size,
-                             self.model_path, key_prefix="classify", priority=5, **classify_kw)
+                             self.model_path, key_prefix="classify", priority=5, retries=self.task_retries,
+                             **classify_kw)
             kinds[f] = ("classify", batch)
             for pos, (sid, idx, _) in enumerate(batch):
                 slides[sid].labels[idx] = (f, pos)
@@ -150,6 +222,9 @@ class JobRunner:
             s = slides[sid]
             if s.status in ("done", "failed"):
                 return
+            from hemoflow.io import storage
+
+            error = storage.redact(error)
             s.status, s.error = "failed", error
             self._bump(slides_done=1, slides_failed=1)
             log.warning("slide %s failed: %s", sid, error)
@@ -162,15 +237,34 @@ class JobRunner:
                 return
             labels = [s.labels[i] for i in range(len(s.tiles))]
             f = self._submit(tasks.finalize_slide, s.plan, s.tiles, labels, self.out_url,
-                             key_prefix=f"finalize-{sid}", priority=20)
+                             key_prefix=f"finalize-{sid}", priority=20, retries=self.task_retries)
             s.finalize = f
             kinds[f] = ("finalize", sid)
             ac.add(f)
+
+        def replace(kind: tuple, new) -> None:
+            """Point the job's bookkeeping at the resubmitted future of a lost task."""
+            if kind[0] == "tile":
+                slides[kind[1]].tiles[kind[2]] = new
+            elif kind[0] == "finalize":
+                slides[kind[1]].finalize = new
+            elif kind[0] == "classify":
+                for pos, (sid, idx, _) in enumerate(kind[1]):
+                    slides[sid].labels[idx] = (new, pos)
+            for s in slides.values():  # inputs resubmitted on the way
+                s.tiles = [self._fresh_known(t) for t in s.tiles]
 
         for fut in ac:
             if self.cancelled.is_set():
                 break
             kind = kinds.pop(fut)
+            if self._lost(fut):
+                new = self._resubmit(fut)
+                if new is not None:
+                    kinds[new] = kind
+                    replace(kind, new)
+                    ac.add(new)
+                    continue
             if kind[0] == "prepare":
                 prepares_left -= 1
                 sid = kind[1]
@@ -183,13 +277,14 @@ class JobRunner:
                     fail(sid, plan.error)
                 elif plan.status == "done":
                     s.plan, s.status, s.summary = plan, "done", plan.summary
-                    self._bump(slides_done=1, slides_skipped=1, cells=int((plan.summary or {}).get("n_cells", 0)))
+                    self._bump(slides_done=1, slides_skipped=1, cells=_n_cells(plan.summary))
                 else:
                     s.plan, s.status = plan, "ready"
                     self._bump(tiles_total=len(plan.tiles))
                     for t in plan.tiles:
                         tf = self._submit(tasks.run_tile, plan, t, self.params, self.crop,
-                                          key_prefix=f"tile-{sid}-{t.index}", priority=-order[sid])
+                                          key_prefix=f"tile-{sid}-{t.index}", priority=-order[sid],
+                                          retries=self.task_retries)
                         kinds[tf] = ("tile", sid, t.index)
                         s.tiles.append(tf)
                         ac.add(tf)
@@ -214,7 +309,7 @@ class JobRunner:
                 else:
                     res = fut.result()
                     self.classified_on.add(res["worker"])
-                    self._bump(wbc_classified=res["n"], cells=res["n_cells"])
+                    self._bump(wbc_classified=res["n"], cells=res["n_cells"], tiles_resumed=res.get("n_resumed", 0))
                     per_tile = res["n"] / max(1, len(batch))
                     if per_tile > 0:
                         tiles_per_batch = max(1, min(256, math.ceil(self.config.batch_size / per_tile)))
@@ -237,8 +332,40 @@ class JobRunner:
                 maybe_finalize(kind[1])
 
         if self.cancelled.is_set():
-            return {"job_id": self.job_id, "status": "cancelled", "progress": self.progress()}
+            from hemoflow.io import storage
+
+            job = {**self._job_head(), "status": "cancelled", "started": started,
+                   "seconds": round(time.perf_counter() - t0, 3), "progress": self.progress()}
+            storage.atomic_write_bytes(f"{self.out_url}/job.json", _dumps(job))
+            return _clean({"job": job, "slides": [], "patients": []})
         return self._finish(slides, started, time.perf_counter() - t0, gpu)
+
+    def _fresh_known(self, fut):
+        while fut.key in self._replaced:
+            fut = self._replaced[fut.key]
+        return fut
+
+    def _job_head(self) -> dict[str, Any]:
+        from hemoflow.io import storage
+
+        return {
+            "job_id": self.job_id,
+            "config": self.config.to_dict(),
+            "params": self.params.to_dict(),
+            "crop": {"size": self.crop.size, "mpp": self.crop.mpp},
+            "model_sha256": self.model_sha,
+            "model_path": self.model_path,
+            "tile_resume": self.tile_resume,
+            "manifest": [dict(e.to_dict(), slide=storage.redact(e.slide)) for e in self.manifest],
+        }
+
+    def _write_running(self, started: str) -> None:
+        """``job.json`` with ``status: running`` and all a resubmission needs
+        (:meth:`hemoflow.jobs.client.Client.resume`)."""
+        from hemoflow.io import storage
+
+        storage.atomic_write_bytes(f"{self.out_url}/job.json",
+                                   _dumps({**self._job_head(), "status": "running", "started": started}))
 
     def _finish(self, slides: dict[str, _Slide], started: str, seconds: float, gpu: bool) -> dict[str, Any]:
         from hemoflow.io import storage
@@ -268,20 +395,19 @@ class JobRunner:
             if s.status == "done":
                 slide_rows.append(dict(s.summary or {}, skipped=s.finalize is None))
             else:
-                row = {"slide_id": e.slide_id, "slide": e.slide, "patient_id": e.patient_id,
+                row = {"slide_id": e.slide_id, "slide": storage.redact(e.slide), "patient_id": e.patient_id,
                        "specimen": e.specimen, "status": "failed", "error": s.error or "not processed"}
                 slide_rows.append(row)
-                failures.append({"slide": e.slide, "slide_id": e.slide_id, "error": row["error"]})
+                failures.append({"slide": row["slide"], "slide_id": e.slide_id, "error": storage.redact(row["error"])})
+        progress = self.progress()
+        progress["tiles_computed"] = progress["tiles_done"] - progress["tiles_resumed"]
         job = {
-            "job_id": self.job_id,
+            **self._job_head(),
             "status": "ok" if not failures else ("failed" if len(failures) == len(slide_rows) else "partial"),
             "started": started,
             "seconds": round(seconds, 3),
-            "progress": self.progress(),
+            "progress": progress,
             "failures": failures,
-            "config": self.config.to_dict(),
-            "params": self.params.to_dict(),
-            "model_sha256": self.model_sha,
             "classified_on": sorted(self.classified_on),
             "gpu_workers": gpu,
             "outputs": {"slides": f"{self.out_url}/slides.json", "patients": f"{self.out_url}/patients.json"},
@@ -291,6 +417,12 @@ class JobRunner:
         _write_csvs(self.out_url, slide_rows, patients)
         storage.atomic_write_bytes(f"{self.out_url}/job.json", _dumps(job))
         return _clean({"job": job, "slides": slide_rows, "patients": patients})
+
+
+def _n_cells(summary: dict[str, Any] | None) -> int:
+    """Cells of a finished slide's summary (``counts.cells``)."""
+    s = summary or {}
+    return int(s.get("n_cells") or (s.get("counts") or {}).get("cells") or 0)
 
 
 def _get_summary(res: dict[str, Any]) -> dict[str, Any]:

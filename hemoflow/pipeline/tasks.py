@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hemoflow.config import JobConfig
-from hemoflow.jobs.ledger import Ledger, slide_key
+from hemoflow.jobs.ledger import Ledger, slide_key, tile_key, work_key
 from hemoflow.jobs.manifest import SlideEntry
 from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_pixels, plan_tiles
 
@@ -44,6 +44,10 @@ class SlidePlan:
     error: str = ""
     summary: dict[str, Any] | None = None
     seconds: float = 0.0
+    out_url: str = ""  # where tile records go; "" = tiles are not recorded
+    work_key: str = ""
+    stored_tiles: frozenset = frozenset()  # tile indices with a record when the slide was prepared
+    reused_plan: bool = False  # ingest and calibration came from the ledger
 
 
 @dataclass
@@ -53,6 +57,7 @@ class TileResult:
     table: dict[str, np.ndarray]
     crops: np.ndarray
     seconds: float
+    resumed: bool = False  # read back from the ledger, no image work
 
     @property
     def n_wbc(self) -> int:
@@ -74,53 +79,107 @@ def prepare_slide(
     params: Any,
     crop: Any,
     model_sha: str,
+    tile_resume: bool = True,
 ) -> SlidePlan:
     """Hash, check the ledger, ingest to OME-Zarr, calibrate and plan the tiles of one slide.
+
+    With ``tile_resume`` the prepared plan and every finished tile are recorded in the
+    ledger, so a rerun skips ingest and calibration and the tiles already done.
 
     Never raises for a bad slide: the plan comes back with ``status="failed"`` and the
     reason, so one bad slide does not stop the job.
     """
-    from hemoflow.io import content_hash, ingest, open_slide
-    from hemoflow.stages import analyze_field
+    from hemoflow.io import content_hash, storage
 
     t0 = time.perf_counter()
     try:
         chash = content_hash(entry.slide)
         key = slide_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "job": config.to_dict(),
                                 "mpp": entry.mpp}, model_sha)
-        done = Ledger(out_url).lookup(entry.slide_id, key)
+        ledger = Ledger(out_url)
+        done = ledger.lookup(entry.slide_id, key)
         if done is not None:
             return SlidePlan(entry, "done", key=key, summary=done.get("summary"), seconds=time.perf_counter() - t0)
-        url = entry.slide
-        if not url.rstrip("/").endswith(".zarr"):
-            url = _image_url(out_url, entry.slide_id)
-            ingest(entry.slide, url, mpp=entry.mpp, chunk=config.chunk, overwrite=True)
-        slide = open_slide(url)
-        slide.require_rgb8()
-        h, w = slide.shape
-        mpp = entry.mpp or slide.mpp
-        source = "manifest" if entry.mpp else ("file" if slide.mpp else "")
-        if not mpp:
-            cy, cx = h // 2, w // 2
-            r = _MPP_PROBE // 2
-            probe = slide.read_region(max(0, cy - r), max(0, cx - r), min(h, cy + r), min(w, cx + r))
-            mpp = analyze_field(probe, mpp=None, params=params, crop=crop).mpp
-            source = "estimated"
-        calibration = slide_calibration(slide, mpp, params)
-        halo = config.halo_um / mpp if config.halo_um else halo_pixels(
-            mpp,
-            max_cell_diameter_um=params.max_cell_diameter_um,
-            margin_um=4.0,
-            crop_px=crop.size * crop.mpp / mpp,
-        )
-        # Windows must start on the working-scale grid so block averaging lines up.
-        f = int(calibration.downsample)
-        tiles = plan_tiles((h, w), _round_up(config.tile_size, f), _round_up(int(np.ceil(halo)), f))
-        return SlidePlan(entry, "ready", key=key, zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
-                         calibration=calibration, tiles=tiles, seconds=time.perf_counter() - t0)
+        wkey = work_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "mpp": entry.mpp,
+                                "tile_size": config.tile_size, "halo_um": config.halo_um})
+        plan = _reuse_plan(ledger, entry, wkey) if tile_resume else None
+        if plan is None:
+            plan = _plan_slide(entry, out_url, config, params, crop)
+            if tile_resume:
+                ledger.record_plan(entry.slide_id, wkey, _plan_record(plan))
+        plan.key, plan.work_key = key, wkey
+        if tile_resume:
+            plan.out_url = out_url
+            # Tile records are written after the plan record of their work key, so a slide
+            # prepared afresh has none worth reading (older ones carry other keys).
+            plan.stored_tiles = ledger.stored_tiles(entry.slide_id) if plan.reused_plan else frozenset()
+        plan.seconds = time.perf_counter() - t0
+        return plan
     except Exception as exc:  # one bad slide must not stop the batch
-        log.debug("slide %s failed: %s", entry.slide, traceback.format_exc())
-        return SlidePlan(entry, "failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
+        log.debug("slide %s failed: %s", storage.redact(entry.slide), traceback.format_exc())
+        return SlidePlan(entry, "failed", error=f"{type(exc).__name__}: {storage.redact(exc)}",
+                         seconds=time.perf_counter() - t0)
+
+
+def _plan_slide(entry: SlideEntry, out_url: str, config: JobConfig, params: Any, crop: Any) -> SlidePlan:
+    """Ingest (unless the slide is already OME-Zarr), find the pixel size, calibrate, tile."""
+    from hemoflow.io import ingest, open_slide
+    from hemoflow.stages import analyze_field
+
+    url = entry.slide
+    if not url.rstrip("/").endswith(".zarr"):
+        url = _image_url(out_url, entry.slide_id)
+        ingest(entry.slide, url, mpp=entry.mpp, chunk=config.chunk, overwrite=True)
+    slide = open_slide(url)
+    slide.require_rgb8()
+    h, w = slide.shape
+    mpp = entry.mpp or slide.mpp
+    source = "manifest" if entry.mpp else ("file" if slide.mpp else "")
+    if not mpp:
+        cy, cx = h // 2, w // 2
+        r = _MPP_PROBE // 2
+        probe = slide.read_region(max(0, cy - r), max(0, cx - r), min(h, cy + r), min(w, cx + r))
+        mpp = analyze_field(probe, mpp=None, params=params, crop=crop).mpp
+        source = "estimated"
+    calibration = slide_calibration(slide, mpp, params)
+    halo = config.halo_um / mpp if config.halo_um else halo_pixels(
+        mpp,
+        max_cell_diameter_um=params.max_cell_diameter_um,
+        margin_um=4.0,
+        crop_px=crop.size * crop.mpp / mpp,
+    )
+    # Windows must start on the working-scale grid so block averaging lines up.
+    f = int(calibration.downsample)
+    tiles = plan_tiles((h, w), _round_up(config.tile_size, f), _round_up(int(np.ceil(halo)), f))
+    return SlidePlan(entry, "ready", zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
+                     calibration=calibration, tiles=tiles)
+
+
+def _plan_record(plan: SlidePlan) -> dict[str, Any]:
+    return {"zarr_url": plan.zarr_url, "shape": list(plan.shape), "mpp": plan.mpp, "mpp_source": plan.mpp_source,
+            "calibration": plan.calibration.to_dict(),
+            "tiles": [[t.index, t.row, t.col, list(t.core), list(t.window)] for t in plan.tiles]}
+
+
+def _reuse_plan(ledger: Ledger, entry: SlideEntry, wkey: str) -> SlidePlan | None:
+    """The recorded plan of this slide under ``wkey``, if its image is still complete."""
+    from hemoflow.io import open_slide
+    from hemoflow.stages.field import Calibration
+
+    rec = ledger.lookup_plan(entry.slide_id, wkey)
+    if rec is None:
+        return None
+    try:
+        slide = open_slide(rec["zarr_url"])  # refuses a missing or incomplete image
+        if tuple(slide.shape) != tuple(rec["shape"]):
+            return None
+        tiles = [Tile(int(i), int(r), int(c), tuple(core), tuple(win)) for i, r, c, core, win in rec["tiles"]]
+        return SlidePlan(entry, "ready", zarr_url=rec["zarr_url"], shape=tuple(rec["shape"]), mpp=float(rec["mpp"]),
+                         mpp_source=rec["mpp_source"], calibration=Calibration.from_dict(rec["calibration"]),
+                         tiles=tiles, reused_plan=True)
+    except Exception as exc:  # image gone or record damaged: prepare again
+        log.info("recorded plan of %s not reusable: %s", entry.slide_id, exc)
+        return None
 
 
 def _round_up(v: int, f: int) -> int:
@@ -157,10 +216,20 @@ def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
     from hemoflow.io import open_slide
 
     t0 = time.perf_counter()
+    sid = plan.entry.slide_id
+    ledger = Ledger(plan.out_url) if plan.out_url else None
+    key = tile_key(plan.work_key, tile.index, tile.window) if ledger else ""
+    if ledger is not None and tile.index in plan.stored_tiles:
+        rec = ledger.lookup_tile(sid, tile.index, key)
+        if rec is not None:
+            return TileResult(sid, tile.index, rec[0], rec[1], time.perf_counter() - t0, resumed=True)
     slide = open_slide(plan.zarr_url)
     window = slide.read_region(*tile.window)
     table, crops = analyze_window(window, tile, mpp=plan.mpp, calibration=plan.calibration, params=params, crop=crop)
-    return TileResult(plan.entry.slide_id, tile.index, table, crops, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if ledger is not None:
+        ledger.record_tile(sid, tile.index, key, table, crops)
+    return TileResult(sid, tile.index, table, crops, seconds)
 
 
 def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | None = None) -> dict[str, Any]:
@@ -187,7 +256,8 @@ def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | N
         out_c.append(conf[i : i + n])
         i += n
     return {"labels": out_l, "confidence": out_c, "worker": _worker_address(), "n": int(sum(sizes)),
-            "n_cells": int(sum(t.n_cells for t in tiles)), "seconds": time.perf_counter() - t0}
+            "n_cells": int(sum(t.n_cells for t in tiles)), "n_tiles": len(tiles),
+            "n_resumed": int(sum(t.resumed for t in tiles)), "seconds": time.perf_counter() - t0}
 
 
 def _worker_address() -> str:
@@ -267,13 +337,19 @@ def write_viewer_outputs(plan: SlidePlan, df, base: str) -> None:
         write_points_labels(plan.zarr_url, df, (h, w), mpp=plan.mpp, downsample=ds)
 
 
+def _redact(url: str) -> str:
+    from hemoflow.io import storage
+
+    return storage.redact(url)
+
+
 def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any]:
     from hemoflow.stats.aggregate import summarize_slide
 
     e = plan.entry
     head = {
         "slide_id": e.slide_id,
-        "source": e.slide,
+        "source": _redact(e.slide),
         "image": plan.zarr_url,
         "patient_id": e.patient_id,
         "specimen": e.specimen,

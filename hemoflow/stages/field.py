@@ -40,16 +40,19 @@ from hemoflow.kernels import label, regionprops_table
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
 from hemoflow.stages.preprocess import CELL_CHANNELS, downsample, stain_channels, validate_rgb
-from hemoflow.kernels._smear import stain_planes
+from hemoflow.kernels._smear import chamfer_distance, stain_planes
 from hemoflow.stages.segment import (
     _within,
     disk,
     fill_small_holes,
+    close_disk,
     open_disk,
+    filter_small,
+    rbc_basins,
     segment_platelets,
-    segment_rbc,
     segment_wbc,
 )
+from hemoflow.stages._rbc_count import basin_features, predict_counts, split_basins
 
 __all__ = ["SegmentParams", "Calibration", "FieldResult", "calibrate", "analyze_field"]
 
@@ -80,6 +83,9 @@ class SegmentParams:
     work_mpp : float
         Images finer than this are block-averaged by ``floor(work_mpp / mpp)`` (0.5 µm/px:
         an RBC is about 15 working px across).
+    normalize_background : bool
+        Optical density relative to the measured background colour (white balance / stain
+        colour normalisation); False uses pure white (255, 255, 255).
     smooth : bool
         3x3 binomial smoothing of the stain channels at the working scale (after the
         block mean).
@@ -96,8 +102,19 @@ class SegmentParams:
         Accepted equivalent-diameter range of platelets.
     platelet_threshold_frac : float
         Platelet threshold as a fraction of the nucleus threshold (platelets stain paler).
+    platelet_max_od, min_platelet_od : float
+        Cap and floor of the platelet threshold (optical-density units).
+    platelet_wbc_margin_um : float
+        Stained objects touching a WBC region grown by this margin are never platelets.
+    rbc_count_model : bool
+        Let the shipped per-basin model (:mod:`hemoflow.stages._rbc_count`) drop
+        fragments and split clumps of 2-3 cells; False keeps every basin above the area
+        floors below.
     rbc_min_area_frac : float
         RBC objects smaller than this fraction of a typical RBC area are dropped.
+    rbc_border_min_area_frac : float
+        The same for objects touching the edge of the analysed array (cells cut by the
+        field's edge; in a tile these lie in the halo and are never owned).
     pallor_area_frac : float
         Holes smaller than this fraction of a typical RBC area are filled (central pallor).
     split_depth_frac : float
@@ -114,6 +131,7 @@ class SegmentParams:
     max_cell_diameter_um: float = 20.0
     work_mpp: float = 0.5
     smooth: bool = True
+    normalize_background: bool = True
     min_nucleus_od: float = 0.08
     min_cell_od: float = 0.04
     wbc_min_nucleus_um2: float = 14.0
@@ -121,9 +139,16 @@ class SegmentParams:
     wbc_cytoplasm_um: float = 3.0
     platelet_diameter_um: tuple[float, float] = (1.5, 4.0)
     platelet_threshold_frac: float = 0.6
-    rbc_min_area_frac: float = 0.15
+    platelet_max_od: float = 0.1
+    platelet_wbc_margin_um: float = 1.0
+    min_platelet_od: float = 0.06
+    rbc_min_area_frac: float = 0.08
+    rbc_border_min_area_frac: float = 0.04
     pallor_area_frac: float = 0.35
-    split_depth_frac: float = 0.12
+    split_depth_frac: float = 0.1
+    rbc_count_model: bool = True
+    close_um: float = 0.0
+    cell_threshold_scale: float = 1.0
     irregular_min_solidity: float = 0.90
     irregular_min_circularity: float = 0.75
     irregular_max_eccentricity: float = 0.70
@@ -132,7 +157,7 @@ class SegmentParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name == "smooth":
+            if f.name in ("smooth", "normalize_background", "rbc_count_model"):
                 object.__setattr__(self, f.name, bool(v))
             elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
@@ -142,6 +167,10 @@ class SegmentParams:
                 if not (0 < lo < hi):
                     raise HemoflowError(f"platelet_diameter_um must be (lo, hi) with 0 < lo < hi, got {v!r}")
                 object.__setattr__(self, f.name, (lo, hi))
+            elif f.name in ("close_um", "platelet_wbc_margin_um"):
+                if not (float(v) >= 0):
+                    raise HemoflowError(f"{f.name} must be >= 0, got {v!r}")
+                object.__setattr__(self, f.name, float(v))
             else:
                 object.__setattr__(self, f.name, _pos(f.name, v))
         if self.irregular_min_solidity > 1 or self.irregular_max_eccentricity > 1:
@@ -213,7 +242,7 @@ def _subsample(a: np.ndarray, max_pixels: int = 1_000_000) -> np.ndarray:
 
 def _background(rgb: np.ndarray) -> tuple[float, float, float]:
     """Median colour of the bright (cell-free) pixels: green above its Otsu threshold."""
-    s = _subsample(rgb).reshape(-1, 3).astype(np.float32)
+    s = _subsample(rgb, 250_000).reshape(-1, 3).astype(np.float32)
     g = s[:, 1]
     if g.max() - g.min() < 1:
         bg = np.median(s, axis=0)
@@ -243,12 +272,13 @@ def _thresholds(cell: np.ndarray, nuc: np.ndarray, params: SegmentParams) -> tup
 _P90_DEPTH = 1.0 - math.sqrt(0.1)
 
 
-def _estimate_rbc_diameter_px(rgb: np.ndarray, bg, params: SegmentParams) -> float | None:
-    """Typical RBC diameter (px) from the depth distribution of the non-nuclear cell mask."""
-    cell, nuc = stain_channels(rgb, bg, sigma_px=1.5, cell_channel=params.cell_channel)
+def _depth_diameter_px(rgb: np.ndarray, bg, params: SegmentParams, factor: int) -> float | None:
+    """RBC diameter (px of ``rgb``) from the depth distribution of the hole-filled,
+    non-nuclear cell mask at block factor ``factor``."""
+    cell, nuc = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", smooth=True)
     t_cell, t_nuc = _thresholds(cell, nuc, params)
-    mask = ndi.binary_fill_holes(ndi.binary_opening(cell > t_cell, disk(1.5)))
-    lab, n = label(mask, connectivity=2)
+    mask = ndi.binary_fill_holes(open_disk(cell > t_cell, 1.0))
+    lab, n = label(mask, connectivity=1)
     if n == 0:
         return None
     stained = np.zeros(n + 1, bool)
@@ -257,8 +287,31 @@ def _estimate_rbc_diameter_px(rgb: np.ndarray, bg, params: SegmentParams) -> flo
     mask = ~stained[lab]
     if mask.sum() < 50:
         return None
-    depth = ndi.distance_transform_edt(mask)
-    return float(2.0 * np.percentile(depth[mask], 90) / _P90_DEPTH)
+    depth = chamfer_distance(mask)[mask] / 5.0
+    return float(factor * 2.0 * np.percentile(depth, 90) / _P90_DEPTH)
+
+
+def _estimate_rbc_diameter_px(rgb: np.ndarray, bg, params: SegmentParams) -> float | None:
+    """Typical RBC diameter (px): a first pass on at most ~250k working px, then a second
+    at the block factor that makes an RBC about 20 px across (holes, i.e. the central
+    pallor, filled at that scale)."""
+    h, w = rgb.shape[:2]
+    f0 = max(1, int(math.ceil(math.sqrt(h * w / 250_000))))
+    d0 = _depth_diameter_px(rgb, bg, params, f0)
+    if d0 is None:
+        return None
+    f1 = max(1, int(d0 // 20))
+    if f1 == f0:
+        return d0
+    d1 = _depth_diameter_px(rgb, bg, params, f1)
+    return d0 if d1 is None else d1
+
+
+def _platelet_threshold(t_nuc: float, params: SegmentParams) -> float:
+    """``platelet_threshold_frac`` of the nucleus threshold, capped at ``platelet_max_od``
+    (a field with few WBCs puts the 3-class Otsu split high, above pale platelets) and
+    floored at ``min_platelet_od`` (noise)."""
+    return float(max(min(params.platelet_threshold_frac * t_nuc, params.platelet_max_od), params.min_platelet_od))
 
 
 def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None = None) -> Calibration:
@@ -282,7 +335,7 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
         No pixel size was given and no isolated RBC could be measured.
     """
     rgb = validate_rgb(rgb)
-    bg = _background(rgb)
+    bg = _background(rgb) if params.normalize_background else (255.0, 255.0, 255.0)
     estimated = mpp is None
     if estimated:
         d_px = _estimate_rbc_diameter_px(rgb, bg, params)
@@ -299,7 +352,7 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
         background=bg,
         cell_threshold=t_cell,
         nucleus_threshold=t_nuc,
-        platelet_threshold=max(params.platelet_threshold_frac * t_nuc, params.min_nucleus_od),
+        platelet_threshold=_platelet_threshold(t_nuc, params),
         mpp=float(mpp),
         mpp_estimated=bool(estimated),
         downsample=factor,
@@ -309,12 +362,18 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
 # --------------------------------------------------------------------------- analysis
 
 
-def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float):
+def _count_basins(rbc: np.ndarray, n: int, dist: np.ndarray, rbc_area: float) -> np.ndarray:
+    return predict_counts(basin_features(rbc, n, dist, rbc_area_px=rbc_area))
+
+
+def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float, count_basins=_count_basins):
     """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
     um = 1.0 / px_um  # working px per µm
     cell, nuc = _planes(rgb, cal.background, int(cal.downsample), params)
     rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
-    cell_mask = open_disk(cell > cal.cell_threshold, max(0.4 * um, 1.0))
+    cell_mask = open_disk(cell > cal.cell_threshold * params.cell_threshold_scale, max(0.4 * um, 1.0))
+    if params.close_um > 0:
+        cell_mask = close_disk(cell_mask, params.close_um * um)
     cell_mask = fill_small_holes(cell_mask, params.pallor_area_frac * rbc_area)
 
     lo, hi = params.platelet_diameter_um
@@ -332,19 +391,27 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     wbc_any = wbc > 0
     plt, n_plt = segment_platelets(
         nuc,
-        _within(wbc_any, 1.0 * um),
+        _within(wbc_any, params.platelet_wbc_margin_um * um),
         threshold=cal.platelet_threshold,
         min_px=plt_min,
         max_px=plt_max,
     )
     rbc_mask = cell_mask & ~_within(wbc_any | (plt > 0), 0.3 * um)
     rbc_mask = open_disk(rbc_mask, max(0.6 * um, 1.0))
-    rbc, n_rbc = segment_rbc(
-        rbc_mask,
-        diameter_px=params.rbc_diameter_um * um,
-        min_area_px=params.rbc_min_area_frac * rbc_area,
-        split_depth=params.split_depth_frac,
+    rbc, n_rbc, dist = rbc_basins(
+        rbc_mask, diameter_px=params.rbc_diameter_um * um, split_depth=params.split_depth_frac
     )
+    if params.rbc_count_model:
+        # the model decides which basins are cells, fragments, or clumps of 2-3 cells
+        rbc, n_rbc = filter_small(rbc, n_rbc, min_area_px=max(0.02 * rbc_area, 2.0))
+        rbc, n_rbc = split_basins(rbc, count_basins(rbc, n_rbc, dist, rbc_area))
+    else:
+        rbc, n_rbc = filter_small(
+            rbc,
+            n_rbc,
+            min_area_px=params.rbc_min_area_frac * rbc_area,
+            border_min_area_px=params.rbc_border_min_area_frac * rbc_area,
+        )
     labels = wbc.astype(np.int32)
     labels = np.where(plt > 0, plt + n_wbc, labels)
     labels = np.where(rbc > 0, rbc + n_wbc + n_plt, labels).astype(np.int32)

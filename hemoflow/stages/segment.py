@@ -24,7 +24,10 @@ __all__ = [
     "segment_wbc",
     "segment_platelets",
     "segment_rbc",
+    "rbc_basins",
+    "filter_small",
     "open_disk",
+    "close_disk",
 ]
 
 
@@ -90,6 +93,13 @@ def open_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     if radius < 1 or not mask.any():
         return np.array(mask, bool, copy=True)
     return dilate_disk(erode_disk(mask, radius), radius)
+
+
+def close_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Binary closing by a disk of ``radius`` px (joins the open rings of pale RBCs)."""
+    if radius < 1 or not mask.any():
+        return np.array(mask, bool, copy=True)
+    return erode_disk(dilate_disk(mask, radius), radius)
 
 
 def segment_wbc(
@@ -183,26 +193,19 @@ def segment_platelets(
     return lut[lab], int(keep.sum())
 
 
-def segment_rbc(
+def rbc_basins(
     cell_mask: np.ndarray,
     *,
     diameter_px: float,
-    min_area_px: float,
     split_depth: float,
     noise_px: float = 0.5,
-) -> tuple[np.ndarray, int]:
-    """Split the RBC mask into cells: distance transform and watershed with h-maxima markers.
-
-    The chamfer distance to the background is flooded from the top
-    (:func:`hemoflow.kernels._smear.dt_watershed`): two touching cells stay apart when
-    each one's distance peak ``P`` rises at least ``split_depth * P`` (a scale-free
-    fraction) and ``noise_px`` above the saddle where they meet; shallower bumps (outline
-    noise) and peaks lower than a tenth of the diameter join their deeper neighbour. Objects smaller than ``min_area_px`` are dropped
-    (slivers, fragments cut by a WBC). Returns ``(labels int32, n)`` in raster order.
-    """
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Watershed basins of the RBC mask's chamfer distance (h-maxima rule, see
+    :func:`segment_rbc`). Returns ``(labels int32, n, dist int32)`` with ``dist`` in
+    units of 1/5 px and labels in raster order."""
     mask = np.ascontiguousarray(cell_mask, bool)
     if not mask.any():
-        return np.zeros(mask.shape, np.int32), 0
+        return np.zeros(mask.shape, np.int32), 0, np.zeros(mask.shape, np.int32)
     dist = chamfer_distance(mask)
     ws, n = dt_watershed(
         dist,
@@ -210,9 +213,50 @@ def segment_rbc(
         min_peak=int(round(5.0 * diameter_px / 10.0)),
         rel=split_depth,
     )
-    sizes = _sizes(ws, n)
+    return ws, n, dist
+
+
+def filter_small(
+    labels: np.ndarray, n: int, *, min_area_px: float, border_min_area_px: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Drop labels smaller than ``min_area_px`` (``border_min_area_px`` for labels that
+    touch the array edge), renumbering the rest in order."""
+    sizes = _sizes(labels, n)
     keep = sizes >= min_area_px
+    if border_min_area_px is not None:
+        edge = np.zeros(n + 1, bool)
+        for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            edge[side] = True
+        keep |= edge & (sizes >= border_min_area_px)
     keep[0] = False
     lut = np.zeros(n + 1, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[ws], int(keep.sum())
+    return lut[labels], int(keep.sum())
+
+
+def segment_rbc(
+    cell_mask: np.ndarray,
+    *,
+    diameter_px: float,
+    min_area_px: float,
+    split_depth: float,
+    noise_px: float = 0.5,
+    border_min_area_px: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Split the RBC mask into cells: distance transform and watershed with h-maxima markers.
+
+    The chamfer distance to the background is flooded from the top
+    (:func:`hemoflow.kernels._smear.dt_watershed`): two touching cells stay apart when
+    each one's distance peak ``P`` rises at least ``split_depth * P`` (a scale-free
+    fraction) and ``noise_px`` above the saddle where they meet; shallower bumps (outline
+    noise) and peaks lower than a tenth of the diameter join their deeper neighbour.
+    Objects smaller than ``min_area_px`` are dropped (slivers, fragments cut by a WBC);
+    objects touching the array border need only ``border_min_area_px`` (default
+    ``min_area_px``): the visible part of a cell cut by the field's edge. (In a tile such
+    objects lie in the halo, never in the core.) Returns ``(labels int32, n)`` in raster
+    order.
+    """
+    ws, n, _ = rbc_basins(cell_mask, diameter_px=diameter_px, split_depth=split_depth, noise_px=noise_px)
+    if n == 0:
+        return ws, 0
+    return filter_small(ws, n, min_area_px=min_area_px, border_min_area_px=border_min_area_px)

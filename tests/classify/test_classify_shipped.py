@@ -42,22 +42,26 @@ def heldout(data_dir):
 
 @pytest.mark.data
 def test_heldout_pbc_robust_to_capture(clf, heldout):
-    """Accuracy on held-out PBC originals; JPEG q70 and +-15 % resizing cost <= 1.5 points.
+    """Accuracy on the 240 held-out PBC originals; JPEG q70 and +-15 % resizing each cost
+    <= 1.5 points.
 
     Resized copies are processed with their true pixel size (0.1 / scale), as the pipeline
-    does when the scanner reports it.
+    does when the scanner reports it. Crops are resampled with Pillow here (fast); the
+    pipeline's own cropper gives the figures of ``scripts/evaluate_classifier.py``.
     """
     images, labels = heldout
-    clean = evaluate_pbc(clf.predict, images, labels, clf.io, classes=PBC8)
+    clean = evaluate_pbc(clf.predict, images, labels, clf.io, classes=PBC8, cropper="pil")
     assert clean["accuracy"] >= 0.9, clean
-    for kw in ({"jpeg_quality": 70}, {"scale": 0.85}, {"scale": 1.15}, {"jpeg_quality": 70, "scale": 0.85}):
+    for kw in ({"jpeg_quality": 70}, {"scale": 0.85}, {"scale": 1.15}):
         imgs = [degrade(im, **kw) for im in images]
-        m = evaluate_pbc(clf.predict, imgs, labels, clf.io, mpp=0.1 / kw.get("scale", 1.0), classes=PBC8)
+        m = evaluate_pbc(clf.predict, imgs, labels, clf.io, mpp=0.1 / kw.get("scale", 1.0), classes=PBC8,
+                         cropper="pil")
         assert m["accuracy"] >= clean["accuracy"] - 0.015, (kw, m["accuracy"], clean["accuracy"])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hemoflow.synth") is None, reason="hemoflow.synth not available")
 def test_synthetic_differential_agrees_with_truth(clf):
-    m = synthetic_agreement(clf, n_fields=4)
-    assert m["n"] >= 20
+    types = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
+    m = synthetic_agreement(clf, n_fields=3, n_wbc=12, wbc_mix={t: 1.0 for t in types})
+    assert m["n"] >= 30 and set(m["recall"]) == set(types)
     assert m["agreement"] >= 0.95, m

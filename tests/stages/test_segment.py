@@ -1,6 +1,15 @@
 import numpy as np
 
-from hemoflow.stages.segment import disk, fill_small_holes, remove_small, segment_platelets, segment_rbc, segment_wbc
+from hemoflow.stages.segment import (
+    close_disk,
+    disk,
+    fill_small_holes,
+    open_disk,
+    remove_small,
+    segment_platelets,
+    segment_rbc,
+    segment_wbc,
+)
 
 
 def _disc(shape, cy, cx, r):
@@ -27,7 +36,7 @@ def test_remove_small_and_fill_small_holes_literal():
 
 def test_rbc_touching_discs_are_split():
     m = _disc((40, 60), 20, 18, 10) | _disc((40, 60), 20, 37, 10)
-    lab, n = segment_rbc(m, diameter_px=20, min_area_px=50, min_distance_px=8)
+    lab, n = segment_rbc(m, diameter_px=20, min_area_px=50, split_depth=0.05)
     assert n == 2
     assert lab[20, 15] != lab[20, 40] and lab[20, 15] > 0 and lab[20, 40] > 0
     # numbered in raster order: the left disc's first pixel comes first in row 10
@@ -37,7 +46,7 @@ def test_rbc_touching_discs_are_split():
 def test_rbc_small_fragments_dropped():
     m = _disc((40, 40), 20, 20, 10)
     m[0:3, 0:3] = True
-    lab, n = segment_rbc(m, diameter_px=20, min_area_px=50, min_distance_px=8)
+    lab, n = segment_rbc(m, diameter_px=20, min_area_px=50, split_depth=0.05)
     assert n == 1 and lab[1, 1] == 0
 
 
@@ -58,3 +67,30 @@ def test_wbc_lobes_merge_into_one_cell_and_small_objects_do_not():
     assert lab[30, 22] == 1
     plt, m = segment_platelets(nuc, lab > 0, threshold=0.5, min_px=5, max_px=40)
     assert m == 1 and plt[70, 70] == 1 and plt[30, 30] == 0
+
+
+def test_rbc_overlap_depth_rule():
+    # centres 14 px apart, radius 10: saddle depth sqrt(100 - 49) ~ 7.1 vs peak 10
+    m = _disc((40, 60), 20, 20, 10) | _disc((40, 60), 20, 34, 10)
+    assert segment_rbc(m, diameter_px=20, min_area_px=50, split_depth=0.2)[1] == 2
+    assert segment_rbc(m, diameter_px=20, min_area_px=50, split_depth=0.4)[1] == 1
+
+
+def test_rbc_border_fragments_kept_when_large_enough():
+    m = _disc((40, 40), 20, 20, 10)
+    m[0:5, 30:36] = True  # a 30 px piece of a cell cut by the top edge
+    lab, n = segment_rbc(m, diameter_px=20, min_area_px=50, split_depth=0.05, border_min_area_px=20)
+    assert n == 2 and lab[1, 32] > 0
+    lab, n = segment_rbc(m, diameter_px=20, min_area_px=50, split_depth=0.05)
+    assert n == 1 and lab[1, 32] == 0
+
+
+def test_open_and_close_disk_literal():
+    m = np.zeros((7, 9), bool)
+    m[1:6, 1:6] = True
+    m[3, 7] = True  # speck: removed by opening
+    o = open_disk(m, 1)
+    assert not o[3, 7] and o[3, 3]
+    ring = _disc((15, 15), 7, 7, 5) & ~_disc((15, 15), 7, 7, 2)
+    ring[7, 9:13] = False  # a gap in the rim
+    assert close_disk(ring, 1.5)[7, 10]

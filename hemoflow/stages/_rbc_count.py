@@ -1,0 +1,269 @@
+"""How many red cells each watershed basin holds, and splitting basins accordingly.
+
+The distance-transform watershed (:func:`hemoflow.stages.segment.segment_rbc`) leaves two
+kinds of error on real smears: heavily overlapping cells stay one basin (no saddle in
+the distance map), and pale cells with an open central pallor break into C-shaped
+pieces. A small multinomial logistic model looks at each basin's shape (area relative
+to a typical RBC, solidity, eccentricity, circularity, depth of its distance peak,
+whether it touches the array edge) and predicts 0, 1, 2 or 3 cells. Basins predicted to
+hold 0 are dropped; those predicted to hold k >= 2 are split into k parts by k-means on
+their pixel coordinates (deterministic farthest-point start, coordinates relative to the
+basin's bounding box, so the split does not depend on where the window starts).
+
+The coefficients (:mod:`hemoflow.stages._rbc_model`) were fitted on the development
+split of the development images' box annotations; see :func:`fit` and
+``python -m hemoflow.stages._rbc_count --help``. Everything here is per basin, so the
+result stays local.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from hemoflow.kernels import regionprops_table
+from hemoflow.kernels._smear import label_max
+
+__all__ = ["basin_features", "predict_counts", "split_basins", "fit", "FEATURES"]
+
+FEATURES = (
+    "bias",
+    "log_area",
+    "log_area_sq",
+    "solidity",
+    "eccentricity",
+    "circularity",
+    "depth",
+    "border",
+    "border_log_area",
+)
+N_CLASSES = 4
+
+
+def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px: float) -> np.ndarray:
+    """Feature matrix ``float64[n, len(FEATURES)]`` of basins ``1..n`` (working px).
+
+    ``dist`` is the chamfer distance (1/5 px units) of the RBC mask; ``rbc_area_px`` the
+    area of a typical RBC in working px.
+    """
+    if n == 0:
+        return np.zeros((0, len(FEATURES)))
+    p = regionprops_table(
+        np.ascontiguousarray(labels, np.int32), properties=("label", "area", "perimeter", "solidity", "eccentricity", "bbox")
+    )
+    order = np.argsort(p["label"], kind="stable")
+    p = {k: np.asarray(v)[order] for k, v in p.items()}
+    area = p["area"].astype(np.float64)
+    perim = np.maximum(p["perimeter"].astype(np.float64), 1.0)
+    peak = label_max(labels, dist, n)[1:].astype(np.float64) / 5.0
+    h, w = labels.shape
+    border = ((p["bbox-0"] == 0) | (p["bbox-1"] == 0) | (p["bbox-2"] == h) | (p["bbox-3"] == w)).astype(np.float64)
+    la = np.log(area / rbc_area_px)
+    radius = math.sqrt(rbc_area_px / math.pi)
+    return np.stack(
+        [
+            np.ones(n),
+            la,
+            la * la,
+            p["solidity"].astype(np.float64),
+            p["eccentricity"].astype(np.float64),
+            np.minimum(4.0 * math.pi * area / (perim * perim), 1.5),
+            peak / radius,
+            border,
+            border * la,
+        ],
+        axis=1,
+    )
+
+
+def predict_counts(features: np.ndarray, coef: np.ndarray | None = None) -> np.ndarray:
+    """Most probable cell count (0..3) per basin under the shipped (or given) model."""
+    if coef is None:
+        from hemoflow.stages._rbc_model import COEF, MEAN, STD
+
+        coef = np.asarray(COEF)
+        z = (features - np.asarray(MEAN)) / np.asarray(STD)
+    else:
+        z = features
+    if len(z) == 0:
+        return np.zeros(0, np.int64)
+    return np.argmax(z @ coef, axis=1).astype(np.int64)
+
+
+def _kmeans_split(ys: np.ndarray, xs: np.ndarray, k: int, iters: int = 8) -> np.ndarray:
+    """Assign each pixel to one of ``k`` parts (k-means, farthest-point start)."""
+    pts = np.stack([ys, xs], axis=1).astype(np.float64)
+    c0 = pts.mean(axis=0)
+    d = ((pts - c0) ** 2).sum(axis=1)
+    centres = [pts[int(np.argmax(d))]]
+    for _ in range(1, k):
+        dm = np.min([((pts - c) ** 2).sum(axis=1) for c in centres], axis=0)
+        centres.append(pts[int(np.argmax(dm))])
+    cen = np.array(centres)
+    assign = np.zeros(len(pts), np.int64)
+    for _ in range(iters):
+        d2 = ((pts[:, None, :] - cen[None, :, :]) ** 2).sum(axis=2)
+        new = np.argmin(d2, axis=1)
+        if _ > 0 and np.array_equal(new, assign):
+            break
+        assign = new
+        for j in range(k):
+            sel = assign == j
+            if sel.any():
+                cen[j] = pts[sel].mean(axis=0)
+    return assign
+
+
+def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int]:
+    """Drop basins with count 0, split those with count k >= 2 into k parts.
+
+    Returns ``(labels int32, n)`` numbered in raster order of each part's first pixel.
+    """
+    n = len(counts)
+    out = np.zeros(labels.shape, np.int64)
+    if n == 0:
+        return out.astype(np.int32), 0
+    keep = np.zeros(n + 1, np.int64)
+    keep[1:] = np.where(counts > 0, np.arange(1, n + 1), 0)
+    out = keep[labels]
+    nxt = n + 1
+    multi = np.flatnonzero(counts >= 2) + 1
+    if len(multi):
+        objs = ndi.find_objects(labels, max_label=n)
+        for lab in multi:
+            sl = objs[lab - 1]
+            sub = labels[sl] == lab
+            ys, xs = np.nonzero(sub)  # relative to the bounding box: translation-invariant
+            k = int(min(counts[lab - 1], len(ys)))
+            part = _kmeans_split(ys, xs, k)
+            view = out[sl]
+            for j in range(1, k):
+                view[ys[part == j], xs[part == j]] = nxt
+                nxt += 1
+            # part 0 keeps the basin's own id
+    # renumber in raster order of first pixel
+    flat = out.ravel()
+    nz = np.flatnonzero(flat)
+    if len(nz) == 0:
+        return np.zeros(labels.shape, np.int32), 0
+    first = np.full(nxt, flat.size, np.int64)
+    np.minimum.at(first, flat[nz], nz)
+    ids = np.flatnonzero(first < flat.size)
+    ids = ids[ids > 0]
+    order = ids[np.argsort(first[ids], kind="stable")]
+    lut = np.zeros(nxt, np.int32)
+    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    return lut[out], len(order)
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def fit(features: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, iters: int = 2000):
+    """Multinomial logistic regression by Newton-free gradient descent (numpy only).
+
+    Returns ``(coef float64[F, C], mean, std)``; features are standardised with
+    ``(x - mean) / std`` (the bias column keeps mean 0, std 1).
+    """
+    x = np.asarray(features, np.float64)
+    y = np.minimum(np.asarray(targets, np.int64), N_CLASSES - 1)
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    mean[0], std[0] = 0.0, 1.0
+    std[std < 1e-9] = 1.0
+    z = (x - mean) / std
+    onehot = np.eye(N_CLASSES)[y]
+    # class weights: the count error of a basin is what matters, all classes equally
+    coef = np.zeros((z.shape[1], N_CLASSES))
+    lr = 0.5
+    for _ in range(iters):
+        s = z @ coef
+        s -= s.max(axis=1, keepdims=True)
+        pr = np.exp(s)
+        pr /= pr.sum(axis=1, keepdims=True)
+        g = z.T @ (pr - onehot) / len(z) + l2 * coef
+        coef -= lr * g
+    return coef, mean, std
+
+
+def _collect(data_dir, names, params):
+    """Basin features and box-centre counts of the named images of a BCCD-layout folder."""
+    from pathlib import Path
+
+    from hemoflow.analyze import read_image
+    from hemoflow.stages import field as F
+
+    xs, ys, per_image = [], [], []
+    captured = {}
+
+    def capture(rbc, n, dist, rbc_area):
+        captured["v"] = (rbc, n, basin_features(rbc, n, dist, rbc_area_px=rbc_area))
+        return np.ones(n, np.int64)
+
+    root = Path(data_dir)
+    for name in names:
+        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
+        h, w = rgb.shape[:2]
+        cal = F.calibrate(rgb, params=params)
+        f = int(cal.downsample)
+        F._segment(rgb, cal, params, px_um=cal.mpp * f, count_basins=capture)
+        rbc, n, feats = captured["v"]
+        counts = np.zeros(n + 1, np.int64)
+        if n:
+            d, (iy, ix) = ndi.distance_transform_edt(rbc == 0, return_indices=True)
+            radius = 0.5 * params.rbc_diameter_um / (cal.mpp * f)
+            for line in open(root / "txl_reannotations" / f"{name}.txt"):
+                c, xc, yc, _bw, _bh = (float(v) for v in line.split())
+                if int(c) != 1:
+                    continue
+                y = min(int(yc * h / f), rbc.shape[0] - 1)
+                x = min(int(xc * w / f), rbc.shape[1] - 1)
+                if d[y, x] <= radius:
+                    counts[rbc[iy[y, x], ix[y, x]]] += 1
+        xs.append(feats)
+        ys.append(counts[1:])
+        per_image.append(name)
+    return xs, ys, per_image
+
+
+def _main(argv=None) -> int:
+    """Fit the basin-count model on the development split and write ``_rbc_model.py``."""
+    import argparse
+    import csv
+    import hashlib
+    from pathlib import Path
+
+    from hemoflow.stages import SegmentParams
+
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("data_dir", type=Path, help="BCCD-layout folder with txl_reannotations/")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("_rbc_model.py"))
+    ap.add_argument("--l2", type=float, default=1e-3)
+    args = ap.parse_args(argv)
+    with open(args.data_dir / "counts.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if (r.get("rbc_txl") or "").strip()]
+    # the self-holdout quarter (first SHA-256 byte < 64) is never used for fitting
+    names = [r["image"] for r in rows if hashlib.sha256(r["image"].encode()).digest()[0] >= 64]
+    xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    coef, mean, std = fit(x, y, l2=args.l2)
+    pred = [predict_counts((a - mean) / std, coef).sum() for a in xs]
+    truth = [int(t.sum()) for t in ys]
+    print(f"{len(names)} images, {len(x)} basins, class counts {np.bincount(np.minimum(y, 3)).tolist()}")
+    print("per-image count error on the fitting images (mean abs):", float(np.mean(np.abs(np.subtract(pred, truth)))))
+    with open(args.out, "w") as fh:
+        fh.write('"""Coefficients of the RBC basin-count model (generated by\n')
+        fh.write("``python -m hemoflow.stages._rbc_count DATA_DIR``; do not edit).\n\n")
+        fh.write(f"Fitted on {len(names)} development images ({len(x)} basins); features\n")
+        fh.write(f"{FEATURES}, classes 0..{N_CLASSES - 1} cells.\n")
+        fh.write('"""\n\n')
+        fh.write(f"MEAN = {np.round(mean, 8).tolist()!r}\n")
+        fh.write(f"STD = {np.round(std, 8).tolist()!r}\n")
+        fh.write(f"COEF = {np.round(coef, 8).tolist()!r}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -1,0 +1,88 @@
+"""Agreement of the working-scale kernels with the scipy/skimage results they replace."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from hemoflow.kernels._smear import (
+    chamfer_distance,
+    dilate_disk,
+    disk_offsets,
+    dt_watershed,
+    erode_disk,
+    paint_nearest,
+    stain_planes,
+)
+from hemoflow.stages.preprocess import downsample, stain_channels
+
+
+@pytest.mark.parametrize("f", [1, 2, 3])
+def test_stain_planes_match_block_mean_then_od(f):
+    rng = np.random.default_rng(f)
+    rgb = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    bg = (210.0, 220.0, 200.0)
+    cell, nuc = stain_planes(rgb, f, bg, smooth=False)
+    c_ref, n_ref = stain_channels(downsample(rgb, f), bg)
+    np.testing.assert_allclose(cell, c_ref, atol=2e-5)
+    np.testing.assert_allclose(nuc, n_ref, atol=2e-5)
+    g, _ = stain_planes(rgb, f, bg, green_minus_red=False, smooth=False)
+    np.testing.assert_allclose(g, stain_channels(downsample(rgb, f), bg, cell_channel="od_green")[0], atol=2e-5)
+
+
+def test_chamfer_close_to_euclidean():
+    rng = np.random.default_rng(0)
+    m = ndi.binary_opening(rng.random((80, 90)) > 0.3, iterations=2)
+    m[0, :] = False  # some background in every column
+    d = chamfer_distance(m) / 5.0
+    e = ndi.distance_transform_edt(m)
+    assert (d[~m] == 0).all()
+    np.testing.assert_allclose(d[m], e[m], rtol=0.09, atol=0.3)
+
+
+def test_disk_morphology_matches_scipy():
+    rng = np.random.default_rng(1)
+    m = rng.random((40, 50)) > 0.7
+    fp = np.zeros((5, 5), bool)
+    off = disk_offsets(2.0)
+    fp[off[:, 0] + 2, off[:, 1] + 2] = True
+    np.testing.assert_array_equal(dilate_disk(m, 2.0), ndi.binary_dilation(m, fp))
+    np.testing.assert_array_equal(erode_disk(m, 2.0), ndi.binary_erosion(m, fp, border_value=1))
+
+
+def test_paint_nearest_matches_feature_transform():
+    rng = np.random.default_rng(2)
+    seeds = np.zeros((50, 60), np.int32)
+    for k, (y, x) in enumerate(rng.integers(5, 45, (6, 2)), start=1):
+        seeds[y : y + 3, x : x + 4] = k
+    out = paint_nearest(seeds, 6.0)
+    dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    ref = np.where(dist <= 6.0, seeds[iy, ix], 0)
+    assert ((out > 0) == (ref > 0)).all()
+    # labels agree wherever the nearest seed is unique
+    d2 = np.stack([ndi.distance_transform_edt(seeds != k) for k in range(1, 7)])
+    srt = np.sort(d2, axis=0)
+    unique = (srt[1] - srt[0] > 1e-9) & (ref > 0)
+    np.testing.assert_array_equal(out[unique], ref[unique])
+
+
+def test_watershed_translation_invariant_and_numbered_in_raster_order():
+    yy, xx = np.mgrid[:60, :80]
+    m = ((yy - 30) ** 2 + (xx - 25) ** 2 <= 144) | ((yy - 30) ** 2 + (xx - 45) ** 2 <= 144)
+    lab, n = dt_watershed(chamfer_distance(m), h=2, rel=0.1)
+    assert n == 2 and lab[30, 20] == 1 and lab[30, 50] == 2
+    big = np.zeros((90, 100), bool)
+    big[17:77, 9:89] = m
+    lab2, n2 = dt_watershed(chamfer_distance(big), h=2, rel=0.1)
+    np.testing.assert_array_equal(lab2[17:77, 9:89], lab)
+    # a deep relative depth merges the two halves
+    assert dt_watershed(chamfer_distance(m), h=2, rel=0.6)[1] == 1
+
+
+def test_label_max_matches_scipy():
+    rng = np.random.default_rng(3)
+    lab = rng.integers(0, 6, (30, 40)).astype(np.int32)
+    val = rng.integers(0, 1000, (30, 40)).astype(np.int32)
+    from hemoflow.kernels._smear import label_max
+
+    got = label_max(lab, val, 5)
+    np.testing.assert_array_equal(got[1:], ndi.maximum(val, lab, np.arange(1, 6)))

@@ -1,0 +1,51 @@
+"""Smoke test of ``benchmarks/slide_throughput.py``: its smallest configuration runs end
+to end and prints the summary line in the documented format. Timings are not checked."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "slide_throughput.py"
+
+LINE = re.compile(
+    r"^mp_per_s_per_core=(?P<rate>\S+) ratio_vs_skimage=(?P<sk>\S+) ratio_vs_io_floor=(?P<io>\S+) "
+    r"scaling_2_workers=(?P<scale>\S+) peak_worker_rss_mb=(?P<rss>\S+)$"
+)
+
+
+@pytest.mark.slow
+def test_slide_throughput_smallest_mode(tmp_path):
+    pytest.importorskip("distributed")
+    pytest.importorskip("psutil")
+    # smallest mode: a 1024^2 slide, 512-px tiles, one worker, no classifier
+    cmd = [sys.executable, str(SCRIPT), "--size", "1024", "--tile-size", "512", "--workers", "1",
+           "--no-classify", "--skimage-tiles", "1", "--workdir", str(tmp_path), "--json", str(tmp_path / "out.json")]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.skip("benchmark smoke run took over 90 s (machine too busy)")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    m = LINE.match(lines[-1])
+    assert m, f"last line not in the summary format: {lines[-1]!r}"
+    for k in ("rate", "sk", "io", "rss"):
+        v = float(m.group(k))
+        assert math.isfinite(v) and v > 0, (k, v)
+    assert m.group("scale") == "nan"  # one worker count only: no scaling figure
+    assert "GPU path: not measured" in proc.stdout
+    assert (tmp_path / "out.json").is_file()
+    # the slide was written through the io layer and opens as an OME-Zarr slide
+    from hemoflow.io import open_slide
+
+    (zarr_dir,) = tmp_path.glob("synth-1024-*.ome.zarr")
+    slide = open_slide(str(zarr_dir))
+    assert slide.shape == (1024, 1024) and slide.is_rgb8
