@@ -20,7 +20,9 @@ by :mod:`hemoflow.synth` and repeated as a mosaic over the slide (rendering a
 gigapixel cell by cell takes minutes and is not what is measured), then written as an
 OME-Zarr 0.5 pyramid with the io layer's writer (1024-px chunks, Blosc-LZ4).
 
-Prints details as it goes and, last, one line::
+Prints details as it goes (JSON per measurement; each run also records the CPU time of
+every task thread, the steadier figure on a shared machine, and prints a ``cpu-time
+basis:`` line) and, last, one line::
 
     mp_per_s_per_core=... ratio_vs_skimage=... ratio_vs_io_floor=... scaling_2_workers=... peak_worker_rss_mb=...
 
@@ -36,14 +38,17 @@ Usage::
 
     python benchmarks/slide_throughput.py --quick            # 8192^2 slide, < 2 min
     python benchmarks/slide_throughput.py                    # 32768^2 (1.07 GP)
-    python benchmarks/slide_throughput.py --size 65536 --subset 64 --workers 1
+    python benchmarks/slide_throughput.py --size 65536 --subset 64 --workers 1 --stream --pipeline-only
     python benchmarks/slide_throughput.py --granularity 1024 2048 4096 --subset-mp 268
     python benchmarks/slide_throughput.py --quick --s3 --workers 2 --threads-per-worker 2
 
 ``--subset N`` processes N tiles spread evenly over the slide (memory checks on slides
-too large to process here); ``--granularity`` measures per-tile time and scheduler
-overhead for several tile sizes (and a no-op graph of the same shape); ``--s3`` copies
-the slide into a moto S3 server on loopback and reads it from ``s3://``.
+too large to process here); ``--stream`` frees each tile result once summarised (the
+per-task working set alone; a job keeps results until the slide is finalised);
+``--pipeline-only`` skips the I/O floor and the reference; ``--granularity`` measures
+per-tile time and scheduler overhead for several tile sizes (and a no-op graph of the
+same shape); ``--s3`` copies the slide into a moto S3 server on loopback and reads it
+from ``s3://``. Results: ``docs/performance.md``.
 """
 
 from __future__ import annotations

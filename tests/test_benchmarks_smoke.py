@@ -3,6 +3,7 @@ to end and prints the summary line in the documented format. Timings are not che
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -42,7 +43,10 @@ def test_slide_throughput_smallest_mode(tmp_path):
         assert math.isfinite(v) and v > 0, (k, v)
     assert m.group("scale") == "nan"  # one worker count only: no scaling figure
     assert "GPU path: not measured" in proc.stdout
-    assert (tmp_path / "out.json").is_file()
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert {"io_floor", "pipeline", "skimage"} <= set(report)
+    (run,) = report["pipeline"]
+    assert run["n_tiles"] == 4 and run["cells"] > 0 and run["mp"] == pytest.approx(1024 * 1024 / 1e6)
     # the slide was written through the io layer and opens as an OME-Zarr slide
     from hemoflow.io import open_slide
 

@@ -34,7 +34,7 @@ def test_analyze_json_contract(field_png):
     out = json.loads(r.stdout)
     assert isinstance(out, list) and len(out) == 1
     rec = out[0]
-    assert rec["image"] == "field.png"
+    assert rec["image"] == "field"
     for k in ("wbc", "rbc", "platelets"):
         assert isinstance(rec[k], int)
     assert isinstance(rec["cells"], list) and len(rec["cells"]) == rec["wbc"] + rec["rbc"] + rec["platelets"]

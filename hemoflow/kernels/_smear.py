@@ -11,6 +11,7 @@
   (exact Euclidean distance; cheap for sparse seeds such as nuclei).
 - :func:`erode_disk`, :func:`dilate_disk` -- binary morphology with a small disk.
 - :func:`label_max` -- per-label maximum (``scipy.ndimage.maximum`` without a sort).
+- :func:`renumber_raster` -- relabel through a lookup table, numbering in raster order.
 
 Every result depends only on a bounded neighbourhood of a pixel (plus, for the
 watershed, the connected basins around it), and ties are broken by raster order, which a
@@ -31,6 +32,7 @@ __all__ = [
     "dilate_disk",
     "disk_offsets",
     "label_max",
+    "renumber_raster",
 ]
 
 
@@ -53,16 +55,29 @@ def _stain_planes(rgb, f, lut, bg, green_minus_red, smooth):
     cell = np.empty((hp, wp), np.float32)
     nuc = np.empty((hp, wp), np.float32)
     sums = np.zeros((wp, 3), np.int64)
+    flat = rgb.reshape(h, w * 3)
+    acc = np.zeros(w * 3, np.int32)
     for i in range(hp):
-        sums[:, :] = 0
         y0 = i * f
         y1 = min(y0 + f, h)
+        acc[:] = 0
         for y in range(y0, y1):
-            for x in range(w):
-                j = x // f
-                sums[j, 0] += rgb[y, x, 0]
-                sums[j, 1] += rgb[y, x, 1]
-                sums[j, 2] += rgb[y, x, 2]
+            row = flat[y]
+            for k in range(w * 3):
+                acc[k] += row[k]
+        for j in range(wp):
+            x0 = j * f
+            x1 = min(x0 + f, w)
+            s0 = 0
+            s1 = 0
+            s2 = 0
+            for x in range(x0, x1):
+                s0 += acc[3 * x]
+                s1 += acc[3 * x + 1]
+                s2 += acc[3 * x + 2]
+            sums[j, 0] = s0
+            sums[j, 1] = s1
+            sums[j, 2] = s2
         for j in range(wp):
             n = (y1 - y0) * (min(j * f + f, w) - j * f)
             if n == f * f:
@@ -258,8 +273,10 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
                     best_v = flat[q]
                     best_q = q
                 r = _find(parent, q)
+                if nr > 0 and roots[nr - 1] == r:
+                    continue
                 seen = False
-                for s in range(nr):
+                for s in range(nr - 1):
                     if roots[s] == r:
                         seen = True
                         break
@@ -269,6 +286,9 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
         if nr == 0:
             parent[p] = np.int32(p)
             peak[p] = lv
+            continue
+        if nr == 1:
+            parent[p] = roots[0]
             continue
         main = roots[0]
         for s in range(1, nr):
@@ -435,3 +455,32 @@ def label_max(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     if labels.shape != values.shape:
         raise ValueError(f"labels {labels.shape} and values {values.shape} differ in shape")
     return _label_max(labels, values, int(n))
+
+
+@njit(cache=True, nogil=True)
+def _renumber(labels, lut):
+    h, w = labels.shape
+    out = np.zeros((h, w), np.int32)
+    ids = np.zeros(lut.shape[0], np.int32)
+    m = 0
+    for i in range(h):
+        for j in range(w):
+            v = lut[labels[i, j]]
+            if v == 0:
+                continue
+            if ids[v] == 0:
+                m += 1
+                ids[v] = m
+            out[i, j] = ids[v]
+    return out, m
+
+
+def renumber_raster(labels: np.ndarray, lut: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Map ``labels`` through ``lut`` (identity when None; 0 = drop) and number the
+    resulting regions 1..m in raster order of their first pixel (skimage numbering)."""
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype not in (np.int32, np.int64):
+        labels = labels.astype(np.int64)
+    if lut is None:
+        lut = np.arange(int(labels.max()) + 1 if labels.size else 1, dtype=np.int64)
+    return _renumber(labels, np.ascontiguousarray(lut, np.int64))

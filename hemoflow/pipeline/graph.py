@@ -325,7 +325,9 @@ class JobRunner:
                     s.status = "done"
                     self._bump(slides_done=1)
                     for f2 in s.tiles:  # release the tile results on the workers
+                        self._specs.pop(f2.key, None)
                         f2.release()
+                    self._specs.pop(fut.key, None)
             if prepares_left == 0 and tiles_running == 0 and pool:
                 flush()
             if kind[0] in ("tile",):

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._smear import label_max
+from hemoflow.kernels._smear import label_max, renumber_raster
 
 __all__ = ["basin_features", "predict_counts", "split_basins", "fit", "FEATURES"]
 
@@ -122,14 +122,15 @@ def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, in
     Returns ``(labels int32, n)`` numbered in raster order of each part's first pixel.
     """
     n = len(counts)
-    out = np.zeros(labels.shape, np.int64)
     if n == 0:
-        return out.astype(np.int32), 0
-    keep = np.zeros(n + 1, np.int64)
+        return np.zeros(labels.shape, np.int32), 0
+    keep = np.zeros(n + 1, np.int32)
     keep[1:] = np.where(counts > 0, np.arange(1, n + 1), 0)
+    multi = np.flatnonzero(counts >= 2) + 1
+    if len(multi) == 0:
+        return renumber_raster(labels, keep)
     out = keep[labels]
     nxt = n + 1
-    multi = np.flatnonzero(counts >= 2) + 1
     if len(multi):
         objs = ndi.find_objects(labels, max_label=n)
         for lab in multi:
@@ -143,19 +144,7 @@ def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, in
                 view[ys[part == j], xs[part == j]] = nxt
                 nxt += 1
             # part 0 keeps the basin's own id
-    # renumber in raster order of first pixel
-    flat = out.ravel()
-    nz = np.flatnonzero(flat)
-    if len(nz) == 0:
-        return np.zeros(labels.shape, np.int32), 0
-    first = np.full(nxt, flat.size, np.int64)
-    np.minimum.at(first, flat[nz], nz)
-    ids = np.flatnonzero(first < flat.size)
-    ids = ids[ids > 0]
-    order = ids[np.argsort(first[ids], kind="stable")]
-    lut = np.zeros(nxt, np.int32)
-    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
-    return lut[out], len(order)
+    return renumber_raster(out)
 
 
 # --------------------------------------------------------------------------- fitting

@@ -32,27 +32,25 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from hemoflow.errors import HemoflowError
-from hemoflow.kernels import label, regionprops_table
+from hemoflow.kernels import label
+from hemoflow.kernels._smear import chamfer_distance, stain_planes
+from hemoflow.stages._rbc_count import basin_features, predict_counts, split_basins
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
-from hemoflow.stages.preprocess import CELL_CHANNELS, downsample, stain_channels, validate_rgb
-from hemoflow.kernels._smear import chamfer_distance, stain_planes
+from hemoflow.stages.preprocess import CELL_CHANNELS, validate_rgb
 from hemoflow.stages.segment import (
     _within,
-    disk,
-    fill_small_holes,
     close_disk,
-    open_disk,
+    fill_small_holes,
     filter_small,
+    open_disk,
     rbc_basins,
     segment_platelets,
     segment_wbc,
 )
-from hemoflow.stages._rbc_count import basin_features, predict_counts, split_basins
 
 __all__ = ["SegmentParams", "Calibration", "FieldResult", "calibrate", "analyze_field"]
 
@@ -272,12 +270,22 @@ def _thresholds(cell: np.ndarray, nuc: np.ndarray, params: SegmentParams) -> tup
 _P90_DEPTH = 1.0 - math.sqrt(0.1)
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` via one labelling of the background."""
+    lab, n = label(np.ascontiguousarray(~mask), connectivity=1)
+    edge = np.zeros(n + 1, bool)
+    for side in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+        edge[side] = True
+    edge[0] = True
+    return ~edge[lab] | mask
+
+
 def _depth_diameter_px(rgb: np.ndarray, bg, params: SegmentParams, factor: int) -> float | None:
     """RBC diameter (px of ``rgb``) from the depth distribution of the hole-filled,
     non-nuclear cell mask at block factor ``factor``."""
     cell, nuc = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", smooth=True)
     t_cell, t_nuc = _thresholds(cell, nuc, params)
-    mask = ndi.binary_fill_holes(open_disk(cell > t_cell, 1.0))
+    mask = _fill_holes(open_disk(cell > t_cell, 1.0))
     lab, n = label(mask, connectivity=1)
     if n == 0:
         return None

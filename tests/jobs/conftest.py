@@ -294,5 +294,10 @@ def seaweed(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def jt():
-    """This module's helpers (``jt.run_job``, ``jt.assert_same_cells``, ...) for the tests."""
-    return sys.modules[__name__]
+    """This module's helpers and constants (``jt.run_job``, ``jt.SLIDES``, ...) for the tests.
+
+    (Several conftest modules share the name ``conftest``, so the tests cannot import it.)
+    """
+    import types
+
+    return types.SimpleNamespace(**{k: v for k, v in globals().items() if not k.startswith("__")})
