@@ -35,30 +35,29 @@ class ProgressBar:
     def __init__(self, label: str, stream=None, width: int = 30):
         self.label, self.stream, self.width = label, stream or sys.stderr, width
         self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self._last = ""
+        self._last: object = None
         self._t0 = time.perf_counter()
         self._last_print = 0.0
 
     def __call__(self, p: dict[str, int]) -> None:
-        total = max(1, p.get("tiles_total", 0))
-        frac = min(1.0, p.get("tiles_done", 0) / total) if p.get("tiles_total") else 0.0
-        if p.get("slides_done") == p.get("slides_total"):
-            frac = 1.0
+        # Slides and tiles both count, so the bar reaches 100% only when slides are final.
+        done = p.get("tiles_done", 0) + p.get("slides_done", 0)
+        total = p.get("tiles_total", 0) + p.get("slides_total", 0)
+        frac = min(1.0, done / total) if total else 0.0
         n = int(frac * self.width)
+        state = (p.get("slides_done"), p.get("tiles_done"), p.get("tiles_total"), p.get("slides_failed"))
         line = (f"{self.label} [{'#' * n}{'.' * (self.width - n)}] {frac * 100:5.1f}% "
                 f"slides {p.get('slides_done', 0)}/{p.get('slides_total', 0)} "
                 f"tiles {p.get('tiles_done', 0)}/{p.get('tiles_total', 0)} "
                 f"cells {p.get('cells', 0):,} failed {p.get('slides_failed', 0)} "
                 f"{time.perf_counter() - self._t0:6.1f}s")
-        if line == self._last:
-            return
         now = time.perf_counter()
         if self.tty:
             self.stream.write("\r" + line)
-        elif now - self._last_print >= 5 or frac >= 1.0:
+        elif state != self._last and (now - self._last_print >= 5 or frac >= 1.0):
             self.stream.write(line + "\n")
             self._last_print = now
-        self._last = line
+            self._last = state
         self.stream.flush()
 
     def close(self) -> None:
@@ -385,10 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _quiet_dask() -> None:
+    """Keep Dask's INFO chatter off the console; the CLI shows its own progress.
+
+    Set through the environment so that spawned worker processes inherit it.
+    """
+    import os
+
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    import dask
+
+    dask.config.refresh()
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_dask()
     try:
         return int(args.func(args) or 0)
     except HemoflowError as exc:

@@ -9,10 +9,21 @@
 Border rule
 -----------
 A cell is reported when its centroid lies inside the analysed array, i.e. every visible
-cell or part of a cell, provided the visible part passes the class's size rule (RBC parts
-smaller than ``rbc_min_area_frac`` of a typical RBC are dropped, at the border as
-anywhere else). The pipeline's ownership by centroid-in-core applies the same rule per
-tile, so a slide's cells are counted exactly once.
+cell or part of a cell, provided the visible part passes the class's size rule (for RBCs
+the basin-count model of :mod:`hemoflow.stages._rbc_count` decides whether a small
+basin, e.g. the visible part of a cell cut by the field's edge, is a cell). The
+pipeline's ownership by centroid-in-core applies the same rule per tile, so a slide's
+cells are counted exactly once.
+
+Working scale
+-------------
+Segmentation runs on the image block-averaged by ``Calibration.downsample`` =
+``floor(work_mpp / mpp)`` (0.5 µm/px by default: an RBC is about 15 px across), with the
+Numba kernels of :mod:`hemoflow.kernels._smear` (one pass for the stain channels,
+chamfer distance, union-find watershed, disk morphology). Areas, centroids and boxes are
+reported in level-0 pixels: a working pixel of factor ``f`` covers ``f*f`` level-0
+pixels, so ``area_px = n*f*f`` and ``y = f*mean(i) + (f-1)/2``, and ``y * area_px`` is
+still an integer (the pipeline's exact centroid shift relies on it).
 
 Tiling
 ------
@@ -74,8 +85,9 @@ class SegmentParams:
     Parameters
     ----------
     rbc_diameter_um : float
-        Typical RBC diameter; sets the watershed marker spacing and, when the image has no
-        pixel size, the estimate ``mpp = rbc_diameter_um / median single-RBC diameter``.
+        Typical RBC diameter; sets the expected RBC area (size floors, pallor filling, the
+        basin-count model's area feature) and, when the image has no pixel size, the
+        estimate ``mpp = rbc_diameter_um / (diameter from the mask's depth distribution)``.
     max_cell_diameter_um : float
         Largest cell (a big monocyte); bounds every local operation and so the tile halo.
     work_mpp : float
@@ -119,6 +131,12 @@ class SegmentParams:
         Touching RBCs are split when each one's distance-transform peak rises at least
         this fraction of its own height above the saddle between them (a scale-free
         h-maxima rule, so the split does not depend on the pixel-size estimate).
+    close_um : float
+        Closing radius applied to the cell mask before hole filling (0: none; joins the
+        open rims of pale RBCs, but merges neighbours -- off by default, see
+        ``docs/ablation_counts.md``).
+    cell_threshold_scale : float
+        Multiplier of the calibrated cell threshold (< 1 picks up paler cells).
     irregular_* : float
         Thresholds of the irregularity rule (:mod:`hemoflow.stages.features`).
     cell_channel : str
