@@ -13,6 +13,16 @@ log = logging.getLogger(__name__)
 __all__ = ["KernelWarmup"]
 
 
+def _warm_stages() -> None:
+    """Run the tile code path once on a tiny synthetic field, which touches every
+    compiled kernel the stages use (not only those :func:`hemoflow.kernels.warmup` knows)."""
+    from hemoflow import synth
+    from hemoflow.stages import analyze_field
+
+    rgb, _ = synth.synth_field((384, 384), mpp=0.25, seed=0, n_wbc=1)
+    analyze_field(rgb, mpp=0.25)
+
+
 class KernelWarmup(WorkerPlugin):
     """Compile or load every Numba kernel once per worker process."""
 
@@ -23,5 +33,6 @@ class KernelWarmup(WorkerPlugin):
 
         t0 = time.perf_counter()
         kernels.warmup()
+        _warm_stages()
         worker.hemoflow_kernel_warmup_s = time.perf_counter() - t0
         log.debug("kernels warm on %s in %.2fs", worker.address, worker.hemoflow_kernel_warmup_s)
