@@ -42,7 +42,7 @@ Usage::
     python benchmarks/slide_throughput.py --granularity 1024 2048 4096 --subset-mp 268
     python benchmarks/slide_throughput.py --quick --s3 --workers 2 --threads-per-worker 2
 
-``--subset N`` processes N tiles spread evenly over the slide (memory checks on slides
+``--subset N`` processes N tiles drawn uniformly over the slide (memory checks on slides
 too large to process here); ``--stream`` frees each tile result once summarised (the
 per-task working set alone; a job keeps results until the slide is finalised);
 ``--pipeline-only`` skips the I/O floor and the reference; ``--granularity`` measures
@@ -170,8 +170,10 @@ def io_floor(url: str, repeat: int = 1) -> dict:
 # --------------------------------------------------------------------------- (b) hemoflow
 
 
-def make_plan(url: str, tile_size: int):
-    """The SlidePlan ``tasks.prepare_slide`` builds for an already-ingested slide."""
+def make_plan(url: str, tile_size: int, record_to: str | None = None):
+    """The SlidePlan ``tasks.prepare_slide`` builds for an already-ingested slide;
+    ``record_to``: an output URL where each tile task writes its record (cells + crops),
+    as a job does for resume."""
     from hemoflow.io import open_slide
     from hemoflow.jobs.manifest import SlideEntry
     from hemoflow.pipeline import tasks
@@ -191,6 +193,12 @@ def make_plan(url: str, tile_size: int):
     plan = tasks.SlidePlan(entry, "ready", key="bench", zarr_url=url, shape=(h, w), mpp=MPP,
                            mpp_source="manifest", calibration=cal, tiles=tiles,
                            seconds=time.perf_counter() - t0)
+    if record_to:
+        import dataclasses
+
+        if "out_url" not in {f.name for f in dataclasses.fields(plan)}:
+            raise SystemExit("--record-tiles: this tree's SlidePlan has no out_url (no tile records)")
+        plan = dataclasses.replace(plan, out_url=record_to, work_key="bench")
     return plan, params, crop
 
 
@@ -206,12 +214,20 @@ def crop_spec():
         return CropSpec()
 
 
-def spread(tiles: list, n: int | None) -> list:
-    """``n`` tiles spread evenly over the slide (all when ``n`` is None)."""
+def spread(tiles: list, n: int | None, seed: int = 0) -> list:
+    """``n`` tiles drawn uniformly (seeded) over the slide, in tile order (all when ``n``
+    is None). A random draw, not a regular stride: a stride can fall in step with the
+    mosaic's period and sample the same field position again and again."""
     if not n or n >= len(tiles):
         return list(tiles)
-    idx = np.unique(np.linspace(0, len(tiles) - 1, n).round().astype(int))
+    idx = np.sort(np.random.default_rng(seed).choice(len(tiles), n, replace=False))
     return [tiles[i] for i in idx]
+
+
+def band(tiles: list, height: int) -> list:
+    """The tiles whose core lies in rows ``[0, height)``: the same pixels for any tile
+    size that divides ``height``."""
+    return [t for t in tiles if t.core[0] < height]
 
 
 class RssSampler:
@@ -317,17 +333,24 @@ def classifier_path(workdir: Path) -> tuple[str | None, str]:
 
 def run_pipeline(url: str, n_workers: int, *, tile_size: int, subset: int | None = None,
                  threads_per_worker: int = 1, classify: bool = False, noop: bool = False,
-                 workdir: Path | None = None, batch_size: int = 512, stream: bool = False) -> dict:
+                 workdir: Path | None = None, batch_size: int = 512, stream: bool = False,
+                 band_px: int | None = None, record_tiles: bool = False) -> dict:
     """Tile phase (and optionally classification) of one slide on a fresh local cluster."""
     import distributed
 
     import hemoflow
     from hemoflow.pipeline import tasks
 
-    plan, params, crop = make_plan(url, tile_size)
-    tiles = spread(plan.tiles, subset)
+    record_to = None
+    if record_tiles:
+        rec = (workdir or Path(".")) / "tile-records"
+        shutil.rmtree(rec, ignore_errors=True)
+        rec.mkdir(parents=True)
+        record_to = str(rec.resolve())
+    plan, params, crop = make_plan(url, tile_size, record_to)
+    tiles = band(plan.tiles, band_px) if band_px else spread(plan.tiles, subset)
     core_mp = sum((t.core[2] - t.core[0]) * (t.core[3] - t.core[1]) for t in tiles) / 1e6
-    out: dict = {"stream": stream, "workers": n_workers, "threads": threads_per_worker, "tile_size": tile_size,
+    out: dict = {"stream": stream, "record_tiles": record_tiles, "workers": n_workers, "threads": threads_per_worker, "tile_size": tile_size,
                  "n_tiles": len(tiles), "mp": core_mp, "plan_s": plan.seconds,
                  "plan_pickle_kb": len(pickle.dumps(plan)) / 1024}
     with hemoflow.Client(n_workers=n_workers, threads_per_worker=threads_per_worker) as hc:
@@ -522,7 +545,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads-per-worker", type=int, default=1)
     ap.add_argument("--subset", type=int, default=None, help="process only N tiles spread over the slide")
     ap.add_argument("--subset-mp", type=float, default=None,
-                    help="with --granularity: process about this many MP (tiles spread) per tile size")
+                    help="with --granularity: process a full-width band of about this many MP (the same "
+                         "pixels for every tile size)")
     ap.add_argument("--skimage-tiles", type=int, default=None, help="tiles for the reference (default 4; 1 quick)")
     ap.add_argument("--no-classify", action="store_true")
     ap.add_argument("--stream", action="store_true",
@@ -530,6 +554,8 @@ def main(argv=None) -> int:
                          "working set alone, without the results a job keeps until its slide ends")
     ap.add_argument("--granularity", type=int, nargs="*", default=None,
                     help="tile sizes to compare (per-tile time, overhead, no-op graph)")
+    ap.add_argument("--record-tiles", action="store_true",
+                    help="tile tasks also write their resume record (cells + crops) under --workdir, as a job does")
     ap.add_argument("--pipeline-only", action="store_true",
                     help="skip the I/O floor and the scikit-image reference (memory checks)")
     ap.add_argument("--s3", action="store_true", help="read the slide from a moto S3 server on loopback")
@@ -553,11 +579,13 @@ def main(argv=None) -> int:
 
         if args.granularity:
             rows = []
+            band_px = None
+            if args.subset_mp:  # the same pixels for every tile size: a full-width band
+                unit = max(args.granularity)
+                band_px = max(unit, round(args.subset_mp * 1e6 / size / unit) * unit)
             for ts in args.granularity:
-                sub = args.subset
-                if args.subset_mp:  # the same slide area for every tile size
-                    sub = max(1, round(args.subset_mp * 1e6 / (ts * ts)))
-                r = run_pipeline(url, max(args.workers), tile_size=ts, subset=sub, noop=True, stream=args.stream,
+                r = run_pipeline(url, max(args.workers), tile_size=ts, subset=args.subset, band_px=band_px,
+                                 noop=True, stream=args.stream,
                                  threads_per_worker=args.threads_per_worker)
                 r["task_s_mean"] = r["task_s"] / r["n_tiles"]
                 r["noop_overhead_frac"] = r["noop_wall_s"] / r["wall_s"]
@@ -573,7 +601,8 @@ def main(argv=None) -> int:
 
         if args.pipeline_only:
             runs = [run_pipeline(url, n, tile_size=tile_size, subset=args.subset, classify=False,
-                                 threads_per_worker=args.threads_per_worker, workdir=workdir, stream=args.stream)
+                                 threads_per_worker=args.threads_per_worker, workdir=workdir, stream=args.stream,
+                             record_tiles=args.record_tiles)
                     for n in args.workers]
             for r in runs:
                 log("pipeline " + _fmt(r))
@@ -591,7 +620,8 @@ def main(argv=None) -> int:
         for n in args.workers:
             classify = (not args.no_classify) and n == max(args.workers)
             r = run_pipeline(url, n, tile_size=tile_size, subset=args.subset, classify=classify,
-                             threads_per_worker=args.threads_per_worker, workdir=workdir, stream=args.stream)
+                             threads_per_worker=args.threads_per_worker, workdir=workdir, stream=args.stream,
+                             record_tiles=args.record_tiles)
             log("pipeline " + _fmt(r))
             runs[n] = r
         report["pipeline"] = list(runs.values())

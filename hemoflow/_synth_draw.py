@@ -272,11 +272,11 @@ class CellPainter:
                 cytex = cytex * (1 - 0.85 * _blob(dy, dx, q * np.sin(a), q * np.cos(a),
                                                   rng.uniform(0.4, 1.0) * um, edge=ed))
         elif t == EOSINOPHIL:
-            d = 0.33 * R
+            d = 0.36 * R
             nuc = np.zeros(shape, np.float32)
-            for sgn in (-1, 1):
+            for sgn in (-1, 1):  # two lobes of at least ~2 um radius each
                 nuc = np.maximum(nuc, _blob(dy, dx, sgn * d * u[1], sgn * d * u[0],
-                                            R * rng.uniform(0.26, 0.31), 0.15, ang, ed))
+                                            R * rng.uniform(0.31, 0.36), 0.15, ang, ed))
             nuc = np.maximum(nuc, _blob(dy, dx, 0, 0, 0.09 * R, edge=ed))
             chrom = v["nucleus"] * 0.95
             ctex = 0.82 + 0.2 * _texture(shape, rng, 0.35 * um)

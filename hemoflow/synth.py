@@ -10,7 +10,8 @@ Placement rules (the ground truth is meant to be countable exactly):
 
 - every cell lies fully inside the slide (a margin of 2 px), so the truth centroid and area
   are those of the whole, visible cell;
-- WBCs keep ``wbc_clearance_um`` (2 µm) from every other cell;
+- WBCs keep ``wbc_clearance_um`` (4 µm) from every other cell, more than the distance
+  within which segmentation joins nuclear lobes into one cell;
 - platelets keep 0.5 µm from every other cell;
 - RBCs may touch and overlap lightly: centre distance >= ``rbc_min_separation`` (0.9)
   times the sum of their radii (nominal radius; for an irregular cell, halfway between
@@ -134,7 +135,7 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
                rbc_min_separation: float = 0.9,
                wbc_mix: Mapping[str, float] | str | None = None,
                wbc_per_mpx: float | None = None, n_wbc: int | None = None,
-               n_platelets: int | None = None, wbc_clearance_um: float = 2.0,
+               n_platelets: int | None = None, wbc_clearance_um: float = 4.0,
                stain: Stain | None = None) -> SlidePlan:
     """Place every cell of a synthetic slide (no pixels yet).
 

@@ -136,7 +136,7 @@ class Client:
 
     def __init__(self, address: Any = None, *, n_workers: int | None = None, threads_per_worker: int = 1,
                  processes: bool = True, security: Any = None, memory_limit: str | None = "auto",
-                 dashboard_address: str | None = None):
+                 dashboard_address: str | None = ":0"):
         from distributed import Client as DaskClient
         from distributed import LocalCluster
 

@@ -1,0 +1,63 @@
+"""Agreement of hemoflow's WBC types with the Kaggle labels on BCCD fields.
+
+Runs the same code path as ``hemoflow analyze`` (segmentation + the shipped classifier)
+on every BCCD field that has a single-type label in ``counts.csv`` (``wbc_type_kaggle``;
+fields labelled with two types are skipped) and exactly one detected WBC, and prints the
+agreement and the confusion matrix. BCCD is another microscope and stain than the PBC
+cells the model was trained on, so this measures domain transfer.
+
+Usage: python scripts/evaluate_bccd_wbc_types.py ../shared/data/bccd [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    from hemoflow.analyze import analyze_image
+    from hemoflow.classify.model import load_default_model
+
+    counts = pd.read_csv(args.data_dir / "counts.csv", dtype=str, keep_default_na=False)
+    counts = counts[counts["wbc_type_kaggle"].str.fullmatch(r"[A-Z]+")]
+    if args.limit:
+        counts = counts.head(args.limit)
+    clf = load_default_model()
+    pairs, skipped = [], Counter()
+    for row in counts.itertuples():
+        res = analyze_image(args.data_dir / "JPEGImages" / f"{row.image}.jpg", classifier=clf)
+        wbcs = [c for c in res["cells"] if c["cls"] == "wbc"]
+        if len(wbcs) != 1:
+            skipped[f"{len(wbcs)} WBC detected"] += 1
+            continue
+        pairs.append((row.wbc_type_kaggle.lower(), wbcs[0]["wbc_type"]))
+    if not pairs:
+        print("no field with one detected WBC", file=sys.stderr)
+        return 1
+    agree = sum(t == p for t, p in pairs)
+    print(f"BCCD WBC type agreement with wbc_type_kaggle: {agree}/{len(pairs)} = {100 * agree / len(pairs):.1f}% "
+          f"(skipped: {dict(skipped)})")
+    truth = sorted({t for t, _ in pairs})
+    preds = sorted({p for _, p in pairs})
+    print("rows = Kaggle label, columns = hemoflow")
+    print(f"{'':<12}" + "".join(f"{p[:8]:>9}" for p in preds))
+    cm = Counter(pairs)
+    for t in truth:
+        print(f"{t:<12}" + "".join(f"{cm[(t, p)]:>9}" for p in preds))
+        n = sum(cm[(t, p)] for p in preds)
+        print(f"{'':<12}recall {100 * cm[(t, t)] / n:.1f}% of {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
