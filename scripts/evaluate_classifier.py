@@ -16,7 +16,7 @@ Printed: accuracy, macro-F1, per-class recall and confusion matrix for
 
 Usage::
 
-    python scripts/evaluate_classifier.py [--data ../shared/data] [--model path.pt] [--json out.json]
+    python scripts/evaluate_classifier.py [--data ../shared/data] [--model/--weights path.pt] [--json out.json]
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def baseline_training_set(data: Path, io):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", "--weights", dest="model", type=Path, default=None,
+                    help="weights (.pt) to evaluate instead of the shipped ones")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--synth-fields", type=int, default=12)
     ap.add_argument("--json", type=Path, default=None)

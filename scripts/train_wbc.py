@@ -40,6 +40,7 @@ from hemoflow.classify.data import (  # noqa: E402
 from hemoflow.classify.metrics import format_metrics  # noqa: E402
 from hemoflow.classify.model import load_model  # noqa: E402
 from hemoflow.classify.train import train_from_folder  # noqa: E402
+from hemoflow.classify.transforms import AugmentParams  # noqa: E402
 
 PBC_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 SYNTH_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-originals", type=float, default=0.35)
     ap.add_argument("--synth-fields", type=int, default=160, help="synthetic fields of 8 WBCs (0: no synthetic data)")
     ap.add_argument("--synth-weight", type=float, default=0.5)
+    ap.add_argument("--od-scale", type=float, default=0.0, help="stain jitter: per-channel OD scale +-")
+    ap.add_argument("--od-shift", type=float, default=0.0, help="stain jitter: per-channel OD shift +-")
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -102,6 +105,7 @@ def main(argv=None) -> int:
         args.data / "pbc_train", args.out, epochs=args.epochs, seed=args.seed, mpp=PBC_TRAIN_MPP,
         io_mpp=args.io_mpp, classes=classes, exclude=held, extra_sources=extra, val_sources=val_sources,
         threads=args.threads, num_workers=args.workers, samples_per_epoch=args.samples_per_epoch, progress=True,
+        augment=AugmentParams(od_scale=args.od_scale, od_shift=args.od_shift),
     )
     wall = time.perf_counter() - t0
     clf = load_model(args.out)

@@ -115,6 +115,10 @@ class AugmentParams:
     blur_sigma: tuple[float, float] = (0.3, 1.2)
     p_noise: float = 0.3
     noise_sigma: tuple[float, float] = (1.0, 6.0)
+    #: stain jitter in optical density (OD = -log(I/255)): per-channel OD scale
+    #: ``1 +- od_scale`` and shift ``+- od_shift`` (0 = off); mimics another stain batch
+    od_scale: float = 0.0
+    od_shift: float = 0.0
 
 
 def _hsv_jitter(img: np.ndarray, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
@@ -123,6 +127,14 @@ def _hsv_jitter(img: np.ndarray, rng: np.random.Generator, p: AugmentParams) -> 
     hsv[..., 1] *= rng.uniform(*p.saturation)
     out = Image.fromarray(np.clip(hsv, 0, 255).astype(np.uint8), mode="HSV").convert("RGB")
     return np.asarray(out)
+
+
+def _od_jitter(img: np.ndarray, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
+    od = -np.log((img.astype(np.float32) + 1.0) / 256.0)
+    a = 1.0 + rng.uniform(-p.od_scale, p.od_scale, size=3).astype(np.float32)
+    b = rng.uniform(-p.od_shift, p.od_shift, size=3).astype(np.float32)
+    out = 256.0 * np.exp(-np.maximum(od * a + b, 0.0)) - 1.0
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def augment_cell(
@@ -171,6 +183,8 @@ def augment_cell(
         out = out[:, ::-1]
     out = np.ascontiguousarray(out)
     # colour and stain
+    if p.od_scale > 0 or p.od_shift > 0:
+        out = _od_jitter(out, rng, p)
     out = _hsv_jitter(out, rng, p)
     x = out.astype(np.float32)
     mean = x.mean(axis=(0, 1), keepdims=True)
