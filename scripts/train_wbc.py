@@ -79,6 +79,11 @@ def main(argv=None) -> int:
     ap.add_argument("--synth-weight", type=float, default=0.5)
     ap.add_argument("--od-scale", type=float, default=0.0, help="stain jitter: per-channel OD scale +-")
     ap.add_argument("--od-shift", type=float, default=0.0, help="stain jitter: per-channel OD shift +-")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue training from these weights (same classes and architecture)")
+    ap.add_argument("--epoch-offset", type=int, default=None,
+                    help="number the epochs from here (default: the epochs of --init, else 0)")
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -101,20 +106,33 @@ def main(argv=None) -> int:
         val_sources.append(synth_val)
         if not args.no_blast:
             classes.append("blast")
+    init_kw = {}
+    if args.init is not None:
+        init = load_model(args.init)
+        offset = args.epoch_offset if args.epoch_offset is not None else int(init.metadata["training"]["epochs"])
+        init_kw = {"init_state": init.network.state_dict(), "epoch_offset": offset}
+        print(f"continuing from {args.init} (sha256 {init.sha256[:16]}...), epochs numbered from {offset}")
+    elif args.epoch_offset:
+        init_kw = {"epoch_offset": args.epoch_offset}
     train_from_folder(
         args.data / "pbc_train", args.out, epochs=args.epochs, seed=args.seed, mpp=PBC_TRAIN_MPP,
         io_mpp=args.io_mpp, classes=classes, exclude=held, extra_sources=extra, val_sources=val_sources,
         threads=args.threads, num_workers=args.workers, samples_per_epoch=args.samples_per_epoch, progress=True,
-        augment=AugmentParams(od_scale=args.od_scale, od_shift=args.od_shift),
+        augment=AugmentParams(od_scale=args.od_scale, od_shift=args.od_shift), lr=args.lr, **init_kw,
     )
     wall = time.perf_counter() - t0
     clf = load_model(args.out)
+    if args.init is not None:
+        if clf.io != init.io:
+            print(f"warning: I/O config differs from the initial weights: {clf.io} vs {init.io}")
     for name, m in clf.metadata["validation"].items():
         print(format_metrics(m, title=f"validation: {name}"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {clf.sha256[:16]}...) "
           f"in {wall:.0f} s; training {clf.metadata['training']['wall_s']} s")
     side = json.loads(args.out.with_suffix(".json").read_text())
     side["script_wall_s"] = round(wall, 1)
+    if args.init is not None:
+        side["training"]["init_sha256"] = init.sha256
     args.out.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n")
     return 0
 

@@ -161,8 +161,15 @@ def train_model(
     arch: dict[str, Any] | None = None,
     augment: AugmentParams | None = AugmentParams(),
     progress: bool = False,
+    init_state: dict[str, torch.Tensor] | None = None,
+    epoch_offset: int = 0,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train a network on ``sources``; return it (eval mode) and a training record."""
+    """Train a network on ``sources``; return it (eval mode) and a training record.
+
+    ``init_state`` starts from given weights (a state dict of the same architecture) instead
+    of a random initialisation; ``epoch_offset`` numbers the epochs from there, so a
+    continued run draws other cells and other augmented views than the first one.
+    """
     if epochs < 1:
         raise HemoflowError(f"epochs must be >= 1, got {epochs!r}")
     unknown = sorted({lb for s in sources for lb in s.labels} - set(io.classes))
@@ -176,15 +183,18 @@ def train_model(
         if len(ds) == 0:
             raise HemoflowError("no training images")
         n_per_epoch = int(samples_per_epoch or len(ds))
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(int(seed) if not epoch_offset else int(seed) * 1_000_003 + int(epoch_offset))
         sampler = WeightedRandomSampler(_sample_weights(ds, sources, io.n_classes), n_per_epoch, replacement=True, generator=gen)
-        net = build_network(arch, io.n_classes).to(memory_format=torch.channels_last)
+        net = build_network(arch, io.n_classes)
+        if init_state is not None:
+            net.load_state_dict(init_state, strict=True)
+        net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         steps = epochs * math.ceil(n_per_epoch / batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         for epoch in range(epochs):
-            ds.epoch = epoch
+            ds.epoch = epoch_offset + epoch
             keys = list(enumerate(int(i) for i in sampler))
             loader = DataLoader(
                 _Keyed(ds, keys), batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -215,6 +225,7 @@ def train_model(
         "label_smoothing": label_smoothing, "samples_per_epoch": n_per_epoch, "threads": threads,
         "optimizer": "AdamW + OneCycleLR", "sampler": "WeightedRandomSampler (classes uniform)",
         "augment": asdict(augment) if augment is not None else None,
+        "epoch_offset": int(epoch_offset), "init": "weights" if init_state is not None else "random",
         "wall_s": round(time.perf_counter() - t0, 1), "history": history,
         "torch": torch.__version__, "python": platform.python_version(),
         "sources": [s.describe() for s in sources],

@@ -53,3 +53,17 @@ def test_metrics_literal():
     # F1: a = 2/3, b = 2/3, c = 1 -> macro 0.7778 (d has no support and is left out)
     assert m["macro_f1"] == pytest.approx(0.7778, abs=1e-4)
     assert "accuracy=0.7500" in format_metrics(m)
+
+
+def test_od_stain_jitter_is_seeded_and_off_by_default():
+    from hemoflow.classify.transforms import AugmentParams
+
+    img = np.random.default_rng(0).integers(0, 256, size=(128, 128, 3), dtype=np.uint8)
+    kw = dict(src_mpp=0.28, dst_mpp=0.3, size=96)
+    off = augment_cell(img, rng=np.random.default_rng(5), **kw)
+    np.testing.assert_array_equal(off, augment_cell(img, rng=np.random.default_rng(5), params=AugmentParams(), **kw))
+    p = AugmentParams(od_scale=0.2, od_shift=0.05)
+    a = augment_cell(img, rng=np.random.default_rng(5), params=p, **kw)
+    b = augment_cell(img, rng=np.random.default_rng(5), params=p, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (96, 96, 3) and a.dtype == np.uint8 and not np.array_equal(a, off)
