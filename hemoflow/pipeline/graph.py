@@ -26,6 +26,7 @@ Task exceptions are retried once (``retries=1``) before the slide is marked fail
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -281,8 +282,11 @@ class JobRunner:
                 else:
                     s.plan, s.status = plan, "ready"
                     self._bump(tiles_total=len(plan.tiles))
+                    # Tile tasks get the plan without its tile list: sending every tile
+                    # to every task grew with the square of the tile count.
+                    light = dataclasses.replace(plan, tiles=[])
                     for t in plan.tiles:
-                        tf = self._submit(tasks.run_tile, plan, t, self.params, self.crop,
+                        tf = self._submit(tasks.run_tile, light, t, self.params, self.crop,
                                           key_prefix=f"tile-{sid}-{t.index}", priority=-order[sid],
                                           retries=self.task_retries)
                         kinds[tf] = ("tile", sid, t.index)

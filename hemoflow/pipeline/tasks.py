@@ -7,6 +7,7 @@ is the only module that submits them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -232,10 +233,17 @@ def _crop_dict(crop: Any) -> dict[str, Any]:
     return {"size": crop.size, "mpp": crop.mpp}
 
 
-def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
-    """Read one tile's window from the slide's Zarr and analyse it (owned cells only)."""
+@functools.lru_cache(maxsize=8)
+def _open_slide_cached(url: str, key: str = ""):
+    """Open each slide once per worker process, not once per tile (``key`` ties the cached
+    handle to the slide's content, so a re-ingested image is opened afresh)."""
     from hemoflow.io import open_slide
 
+    return open_slide(url)
+
+
+def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
+    """Read one tile's window from the slide's Zarr and analyse it (owned cells only)."""
     t0 = time.perf_counter()
     sid = plan.entry.slide_id
     ledger = Ledger(plan.out_url) if plan.out_url else None
@@ -244,7 +252,7 @@ def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
         rec = ledger.lookup_tile(sid, tile.index, key)
         if rec is not None:
             return TileResult(sid, tile.index, rec[0], rec[1], time.perf_counter() - t0, resumed=True)
-    slide = open_slide(plan.zarr_url)
+    slide = _open_slide_cached(plan.zarr_url, plan.key)
     window = slide.read_region(*tile.window)
     table, crops = analyze_window(window, tile, mpp=plan.mpp, calibration=plan.calibration, params=params, crop=crop)
     seconds = time.perf_counter() - t0
