@@ -118,7 +118,8 @@ def cmd_run(args) -> int:
     cfg = JobConfig.from_env(tile_size=args.tile_size)
     with _client(args) as client:
         job = client.submit(manifest, args.out, config=cfg, model=args.model, job_id=args.job_id,
-                            tile_resume=not args.no_tile_records)
+                            tile_resume=not args.no_tile_records,
+                            pseudonymize_key=args.pseudonymize.encode() if args.pseudonymize else None)
         bar = ProgressBar(f"job {job.id}")
         try:
             result = job.wait(poll=0.5, callback=bar)
@@ -344,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="classifier weights file (default: the shipped model)")
     p.add_argument("--job-id", default=None, help="job id (default: a new random id); give the id of a job whose "
                                                   "client died to take over its output at once")
+    p.add_argument("--pseudonymize", metavar="KEY", default=None,
+                   help="replace patient and slide ids by a keyed hash in every output")
     p.add_argument("--no-tile-records", action="store_true",
                    help="do not record finished tiles (a rerun then redoes unfinished slides whole)")
     cluster_opts(p)

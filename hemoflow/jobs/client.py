@@ -49,6 +49,20 @@ def _model_io_and_sha(path: str):
     return ModelIOConfig.from_dict(meta["io"]), hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+def _pseudonymized(m: Manifest, key: bytes) -> Manifest:
+    """The manifest with patient and slide ids replaced by keyed pseudonyms."""
+    import dataclasses
+
+    from hemoflow.report.html import pseudonymize
+
+    entries = tuple(
+        dataclasses.replace(e, patient_id=pseudonymize(e.patient_id, key),
+                            slide_id=pseudonymize(e.slide_id, key, prefix="S-"), private=True)
+        for e in m.entries
+    )
+    return Manifest(entries, m.source)
+
+
 def _default_model_sha256() -> str:
     """SHA-256 of the shipped weights (part of every ledger key), without importing torch."""
     import hashlib
@@ -165,7 +179,7 @@ class Client:
 
     def submit(self, manifest: Any, out: str, *, config: JobConfig | None = None, params: Any = None,
                crop: Any = None, model: str | os.PathLike | None = None, job_id: str | None = None,
-               patients: Any = None, tile_resume: bool = True) -> Job:
+               patients: Any = None, tile_resume: bool = True, pseudonymize_key: bytes | None = None) -> Job:
         """Validate ``manifest`` and the output location, then start the job.
 
         ``manifest`` is a manifest (CSV path or URL, DataFrame, list of dicts,
@@ -175,6 +189,11 @@ class Client:
 
         ``model`` is a weights file (default: the shipped classifier); it must be
         readable at the same path on every worker.
+
+        ``pseudonymize_key`` replaces every patient id and slide id by a keyed hash
+        (HMAC-SHA256) before any work, so cell tables, summaries, GeoJSON, the report and
+        the output paths carry pseudonyms only; ``job.json`` alone keeps the source paths,
+        which a resubmission needs.
 
         Work already recorded under ``out`` with the same keys is not redone: finished
         slides are reused whole and, with ``tile_resume`` (default), finished tiles of
@@ -197,6 +216,8 @@ class Client:
             m = load_prefix_manifest(manifest, patients)
         else:
             m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        if pseudonymize_key is not None:
+            m = _pseudonymized(m, pseudonymize_key)
         out = _normalize_out(out)
         storage.check_writable(out)
         if model is not None:

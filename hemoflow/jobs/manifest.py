@@ -50,6 +50,7 @@ class SlideEntry:
     patient_id: str
     specimen: str
     mpp: float | None = None
+    private: bool = False  # ids are pseudonyms: outputs must not show the source path
 
     def to_dict(self) -> dict[str, Any]:
         return {

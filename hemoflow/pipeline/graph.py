@@ -401,7 +401,8 @@ class JobRunner:
             if s.status == "done":
                 slide_rows.append(dict(s.summary or {}, skipped=s.finalize is None))
             else:
-                row = {"slide_id": e.slide_id, "slide": storage.redact(e.slide), "patient_id": e.patient_id,
+                row = {"slide_id": e.slide_id, "slide": e.slide_id if e.private else storage.redact(e.slide),
+                       "patient_id": e.patient_id,
                        "specimen": e.specimen, "status": "failed", "error": s.error or "not processed"}
                 slide_rows.append(row)
                 failures.append({"slide": row["slide"], "slide_id": e.slide_id, "error": storage.redact(row["error"])})

@@ -378,7 +378,7 @@ def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any
     e = plan.entry
     head = {
         "slide_id": e.slide_id,
-        "source": _redact(e.slide),
+        "source": None if e.private else _redact(e.slide),
         "image": plan.zarr_url,
         "patient_id": e.patient_id,
         "specimen": e.specimen,
