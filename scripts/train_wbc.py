@@ -10,8 +10,10 @@ Data (see hemoflow/classify/weights/MODEL_CARD.md):
 
 Usage::
 
-    python scripts/train_wbc.py --data ../shared/data --epochs 9 --samples-per-epoch 4000 \
-        --synth-fields 160 --seed 0 --threads 2 --workers 1
+    python scripts/train_wbc.py --data ../shared/data --epochs 16 --samples-per-epoch 4000 \
+        --synth-fields 160 --seed 0 --threads 2 --workers 1 --od-scale 0.15 --od-shift 0.03
+
+Continue training existing weights with ``--init W.pt`` (e.g. ``--epochs 6 --lr 1e-3``).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=default_weights_path(".pt"))
-    ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1, help="augmentation worker processes")
@@ -77,13 +79,13 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-originals", type=float, default=0.35)
     ap.add_argument("--synth-fields", type=int, default=160, help="synthetic fields of 8 WBCs (0: no synthetic data)")
     ap.add_argument("--synth-weight", type=float, default=0.5)
-    ap.add_argument("--od-scale", type=float, default=0.0, help="stain jitter: per-channel OD scale +-")
-    ap.add_argument("--od-shift", type=float, default=0.0, help="stain jitter: per-channel OD shift +-")
+    ap.add_argument("--od-scale", type=float, default=0.15, help="stain jitter: per-channel OD scale +-")
+    ap.add_argument("--od-shift", type=float, default=0.03, help="stain jitter: per-channel OD shift +-")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--init", type=Path, default=None,
                     help="continue training from these weights (same classes and architecture)")
     ap.add_argument("--epoch-offset", type=int, default=None,
-                    help="number the epochs from here (default: the epochs of --init, else 0)")
+                    help="number the epochs from here (default: the epochs already done by --init, else 0)")
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
     init_kw = {}
     if args.init is not None:
         init = load_model(args.init)
-        offset = args.epoch_offset if args.epoch_offset is not None else int(init.metadata["training"]["epochs"])
+        done = init.metadata["training"]
+        offset = args.epoch_offset if args.epoch_offset is not None else int(done.get("epoch_offset", 0)) + int(done["epochs"])
         init_kw = {"init_state": init.network.state_dict(), "epoch_offset": offset}
         print(f"continuing from {args.init} (sha256 {init.sha256[:16]}...), epochs numbered from {offset}")
     elif args.epoch_offset:
