@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._label import _find  # the same path-halving union-find root search
+
 __all__ = [
     "stain_planes",
     "chamfer_distance",
@@ -210,15 +212,6 @@ def chamfer_distance(mask: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- watershed
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _find(parent, i):
-    while parent[i] != i:
-        p = parent[parent[i]]
-        parent[i] = p
-        i = p
-    return i
 
 
 @njit(cache=True, nogil=True)
