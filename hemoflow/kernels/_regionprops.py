@@ -61,17 +61,8 @@ ALL_PROPERTIES: tuple[str, ...] = (
 )
 #: Everything that needs no intensity image and no convex hull (the hull is the most
 #: expensive property; ask for ``solidity`` / ``area_convex`` explicitly).
-DEFAULT_PROPERTIES: tuple[str, ...] = (
-    "label",
-    "area",
-    "centroid",
-    "bbox",
-    "perimeter",
-    "eccentricity",
-    "orientation",
-    "axis_major_length",
-    "axis_minor_length",
-    "equivalent_diameter_area",
+DEFAULT_PROPERTIES: tuple[str, ...] = tuple(
+    p for p in ALL_PROPERTIES if p not in ("solidity", "area_convex", "intensity_mean")
 )
 
 _DUMMY_INTENSITY = np.zeros((1, 1, 1), dtype=np.float64)

@@ -407,7 +407,6 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     plt_max = math.pi / 4.0 * (hi * um) ** 2
     wbc, n_wbc, _ = segment_wbc(
         nuc,
-        cell_mask,
         threshold=cal.nucleus_threshold,
         min_fragment_px=max(plt_min * 0.5, 2.0),
         min_nucleus_px=params.wbc_min_nucleus_um2 * um * um,

@@ -104,7 +104,6 @@ def close_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 
 def segment_wbc(
     nucleus: np.ndarray,
-    cell_mask: np.ndarray,
     *,
     threshold: float,
     min_fragment_px: float,

@@ -57,7 +57,7 @@ def test_wbc_lobes_merge_into_one_cell_and_small_objects_do_not():
         nuc[_disc(shape, cy, cx, 4)] = 1.0
     nuc[_disc(shape, 70, 70, 2)] = 1.0  # a platelet-sized object
     lab, n, nuclei = segment_wbc(
-        nuc, np.zeros(shape, bool), threshold=0.5, min_fragment_px=5, min_nucleus_px=100,
+        nuc, threshold=0.5, min_fragment_px=5, min_nucleus_px=100,
         merge_px=6, cytoplasm_px=5,
     )
     assert n == 1
