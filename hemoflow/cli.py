@@ -237,8 +237,14 @@ def _fmt(v: float | None) -> str:
 
 
 def cmd_analyze(args) -> int:
-    from hemoflow.analyze import analyze_image
+    from hemoflow.analyze import analyze_image, estimate_shared_mpp
 
+    mpp, pooled = args.mpp, 0
+    if mpp is None and len(args.images) > 1 and not args.mpp_per_image:
+        mpp, pooled = estimate_shared_mpp(args.images)
+        print(f"pixel size {mpp:.4f} µm/px: median estimate over {pooled} fields "
+              "(they are taken to come from one microscope; --mpp-per-image to estimate each alone)",
+              file=sys.stderr)
     classifier = None
     if not args.no_classify:
         from hemoflow.classify.model import load_default_model
@@ -246,7 +252,10 @@ def cmd_analyze(args) -> int:
         classifier = load_default_model()
     results = []
     for img in args.images:
-        results.append(analyze_image(img, mpp=args.mpp, classifier=classifier))
+        r = analyze_image(img, mpp=mpp, classifier=classifier)
+        if pooled:
+            r["mpp_estimated"], r["mpp_pooled_over"] = True, pooled
+        results.append(r)
     if args.json:
         json.dump(results, sys.stdout, indent=None if len(results) > 1 else 2, default=_json_default)
         print()
@@ -255,6 +264,7 @@ def cmd_analyze(args) -> int:
         for r in results:
             wt = ",".join(c.get("wbc_type", "") for c in r["cells"] if c.get("cls") == "wbc")
             est = " (estimated)" if r.get("mpp_estimated") else ""
+            est = f" (estimated over {r['mpp_pooled_over']} fields)" if r.get("mpp_pooled_over") else est
             print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4}  {r['mpp']:.3f}{est}  {wt}")
     return 0
 
@@ -355,7 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="count and classify the cells of microscope fields (JPEG/PNG/TIFF)")
     p.add_argument("images", nargs="+")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.add_argument("--mpp", type=float, default=None, help="µm per pixel (default: from file or estimated)")
+    p.add_argument("--mpp", type=float, default=None,
+                   help="µm per pixel (default: estimated from the RBC size; with several images, "
+                   "one median estimate for all of them)")
+    p.add_argument("--mpp-per-image", action="store_true",
+                   help="with several images, estimate each image's pixel size on its own")
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.set_defaults(func=cmd_analyze)
 

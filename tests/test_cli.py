@@ -87,3 +87,19 @@ def test_run_rejects_unwritable_output(tmp_path):
     blocker.write_text("x")
     r = _hemoflow("run", str(m), "--out", str(blocker / "sub"), "--workers", "1")
     assert r.returncode == 2 and "writ" in r.stderr.lower()
+
+
+def test_analyze_several_images_share_one_estimated_mpp(tmp_path):
+    paths = []
+    for i in range(2):
+        rgb, _ = synth.synth_field((384, 384), mpp=0.25, seed=40 + i)
+        paths.append(tmp_path / f"f{i}.png")
+        Image.fromarray(rgb).save(paths[-1])
+    r = _hemoflow("analyze", *map(str, paths), "--json", "--no-classify")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "median estimate over 2 fields" in r.stderr
+    assert out[0]["mpp"] == out[1]["mpp"] and out[0]["mpp_pooled_over"] == 2 and out[0]["mpp_estimated"]
+    r = _hemoflow("analyze", *map(str, paths), "--json", "--no-classify", "--mpp-per-image")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and all("mpp_pooled_over" not in o for o in out)

@@ -52,3 +52,26 @@ def test_tiff_and_array_input_estimated_mpp(tmp_path):
     b = analyze_image(rgb)
     assert a["mpp_estimated"] and b["image"] == "array"
     assert a["rbc"] == b["rbc"] and a["wbc"] == b["wbc"]
+
+
+def test_shared_mpp_is_the_median_of_the_field_estimates():
+    from hemoflow.analyze import estimate_shared_mpp
+    from hemoflow.stages import calibrate
+
+    fields = [synth.synth_field((384, 384), mpp=m, seed=20 + i)[0] for i, m in enumerate((0.22, 0.25, 0.28))]
+    mpp, n = estimate_shared_mpp(fields)
+    singles = sorted(calibrate(f).mpp for f in fields)
+    assert n == 3 and mpp == pytest.approx(singles[1])
+    assert mpp == pytest.approx(0.25, rel=0.1)
+
+
+def test_shared_mpp_skips_empty_fields_and_fails_when_all_are_empty():
+    from hemoflow.analyze import estimate_shared_mpp
+    from hemoflow.errors import HemoflowError
+
+    blank = np.full((128, 128, 3), 235, np.uint8)
+    rgb, _ = synth.synth_field((384, 384), mpp=0.25, seed=7)
+    mpp, n = estimate_shared_mpp([blank, rgb])
+    assert n == 1 and mpp == pytest.approx(0.25, rel=0.1)
+    with pytest.raises(HemoflowError, match="pass mpp"):
+        estimate_shared_mpp([blank, blank])
