@@ -6,7 +6,12 @@ fields labelled with two types are skipped) and exactly one detected WBC, and pr
 agreement and the confusion matrix. BCCD is another microscope and stain than the PBC
 cells the model was trained on, so this measures domain transfer.
 
+The pixel size is estimated once for the folder (the median of the per-field estimates,
+as ``hemoflow analyze`` does with several images); ``--mpp`` gives it, ``--mpp-per-image``
+estimates each field alone.
+
 Usage: python scripts/evaluate_bccd_wbc_types.py ../shared/data/bccd [--limit N]
+       [--mpp UM_PER_PX | --mpp-per-image]
 """
 
 from __future__ import annotations
@@ -23,19 +28,25 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--mpp", type=float, default=None)
+    ap.add_argument("--mpp-per-image", action="store_true")
     args = ap.parse_args(argv)
 
-    from hemoflow.analyze import analyze_image
+    from hemoflow.analyze import analyze_image, estimate_shared_mpp
     from hemoflow.classify.model import load_default_model
 
     counts = pd.read_csv(args.data_dir / "counts.csv", dtype=str, keep_default_na=False)
     counts = counts[counts["wbc_type_kaggle"].str.fullmatch(r"[A-Z]+")]
     if args.limit:
         counts = counts.head(args.limit)
+    mpp = args.mpp
+    if mpp is None and not args.mpp_per_image:
+        mpp, n = estimate_shared_mpp(sorted((args.data_dir / "JPEGImages").glob("*.jpg")))
+        print(f"pixel size {mpp:.4f} um/px (median estimate over {n} fields)")
     clf = load_default_model()
     pairs, skipped = [], Counter()
     for row in counts.itertuples():
-        res = analyze_image(args.data_dir / "JPEGImages" / f"{row.image}.jpg", classifier=clf)
+        res = analyze_image(args.data_dir / "JPEGImages" / f"{row.image}.jpg", classifier=clf, mpp=mpp)
         wbcs = [c for c in res["cells"] if c["cls"] == "wbc"]
         if len(wbcs) != 1:
             skipped[f"{len(wbcs)} WBC detected"] += 1

@@ -27,6 +27,7 @@ from ._label import _find  # the same path-halving union-find root search
 
 __all__ = [
     "stain_planes",
+    "binomial3",
     "chamfer_distance",
     "dt_watershed",
     "paint_nearest",
@@ -137,6 +138,12 @@ def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: b
     s = np.arange(255 * nn + 1, dtype=np.float64)
     lut = np.log(bg[:, None] / np.maximum(s[None, :] / nn, 1.0)).astype(np.float32)
     return _stain_planes(rgb, f, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth))
+
+
+def binomial3(a: np.ndarray) -> np.ndarray:
+    """Separable [1, 2, 1] / 4 smoothing of a float32 plane, edges replicated (the
+    ``smooth`` step of :func:`stain_planes`, for one plane)."""
+    return _binomial3(np.ascontiguousarray(a, np.float32))
 
 
 # --------------------------------------------------------------------------- chamfer distance

@@ -47,7 +47,7 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from hemoflow.errors import HemoflowError
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import chamfer_distance, stain_planes
+from hemoflow.kernels._smear import binomial3, chamfer_distance, stain_planes
 from hemoflow.stages._rbc_count import basin_features, predict_counts, split_basins
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
@@ -97,8 +97,12 @@ class SegmentParams:
         Optical density relative to the measured background colour (white balance / stain
         colour normalisation); False uses pure white (255, 255, 255).
     smooth : bool
-        3x3 binomial smoothing of the stain channels at the working scale (after the
-        block mean).
+        3x3 binomial smoothing of the nucleus channel (WBCs, platelets) at the working
+        scale, after the block mean.
+    smooth_cell : bool
+        The same for the cell channel (RBC outlines). Off by default: on BCCD it costs RBC
+        accuracy (MAPE 8.9 % unsmoothed vs 9.5 % smoothed) while smoothing the nucleus
+        channel helps platelets (MAE 0.379 vs 0.469); see ``docs/ablation_counts.md``.
     min_nucleus_od, min_cell_od : float
         Floors for the calibrated nucleus / cell thresholds (optical-density units), so a
         field without any WBC does not turn noise into nuclei.
@@ -147,6 +151,7 @@ class SegmentParams:
     max_cell_diameter_um: float = 20.0
     work_mpp: float = 0.5
     smooth: bool = True
+    smooth_cell: bool = False
     normalize_background: bool = True
     min_nucleus_od: float = 0.08
     min_cell_od: float = 0.04
@@ -173,7 +178,7 @@ class SegmentParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ("smooth", "normalize_background", "rbc_count_model"):
+            if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model"):
                 object.__setattr__(self, f.name, bool(v))
             elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
@@ -445,10 +450,14 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
 
 
 def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams):
-    """Cell and nucleus scores at the working scale (block mean + 3x3 binomial)."""
-    return stain_planes(
-        rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", smooth=params.smooth
-    )
+    """Cell and nucleus scores at the working scale (block mean, then a 3x3 binomial on
+    the planes ``params.smooth`` / ``params.smooth_cell`` ask for)."""
+    cell, nuc = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red")
+    if params.smooth_cell:
+        cell = binomial3(cell)
+    if params.smooth:
+        nuc = binomial3(nuc)
+    return cell, nuc
 
 
 def analyze_field(

@@ -86,3 +86,18 @@ def test_label_max_matches_scipy():
 
     got = label_max(lab, val, 5)
     np.testing.assert_array_equal(got[1:], ndi.maximum(val, lab, np.arange(1, 6)))
+
+
+def test_binomial3_is_the_smoothing_of_stain_planes():
+    from hemoflow.kernels._smear import binomial3
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    bg = (230.0, 225.0, 228.0)
+    cell, nuc = stain_planes(rgb, 2, bg, smooth=False)
+    cell_s, nuc_s = stain_planes(rgb, 2, bg, smooth=True)
+    np.testing.assert_array_equal(binomial3(cell), cell_s)
+    np.testing.assert_array_equal(binomial3(nuc), nuc_s)
+    ref = ndi.correlate1d(ndi.correlate1d(cell.astype(np.float64), [0.25, 0.5, 0.25], axis=0, mode="nearest"),
+                          [0.25, 0.5, 0.25], axis=1, mode="nearest")
+    np.testing.assert_allclose(binomial3(cell), ref, atol=1e-6)
