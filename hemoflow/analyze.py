@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from hemoflow.errors import SlideNotFoundError, SlideReadError
-from hemoflow.stages import CropSpec, SegmentParams, analyze_field
+from hemoflow.errors import HemoflowError, SlideNotFoundError, SlideReadError
+from hemoflow.stages import CropSpec, SegmentParams, analyze_field, calibrate
 
 __all__ = ["read_image", "analyze_image", "estimate_shared_mpp"]
 
@@ -78,9 +78,6 @@ def estimate_shared_mpp(images, *, params: SegmentParams = SegmentParams()) -> t
     HemoflowError
         No field gave an estimate.
     """
-    from hemoflow.errors import HemoflowError
-    from hemoflow.stages import calibrate
-
     est = []
     for image in images:
         arr = read_image(image) if isinstance(image, (str, os.PathLike)) else image

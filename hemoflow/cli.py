@@ -263,8 +263,10 @@ def cmd_analyze(args) -> int:
         print(f"{'image':<40} {'WBC':>4} {'RBC':>5} {'PLT':>4}  mpp")
         for r in results:
             wt = ",".join(c.get("wbc_type", "") for c in r["cells"] if c.get("cls") == "wbc")
-            est = " (estimated)" if r.get("mpp_estimated") else ""
-            est = f" (estimated over {r['mpp_pooled_over']} fields)" if r.get("mpp_pooled_over") else est
+            if r.get("mpp_pooled_over"):
+                est = f" (estimated over {r['mpp_pooled_over']} fields)"
+            else:
+                est = " (estimated)" if r.get("mpp_estimated") else ""
             print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4}  {r['mpp']:.3f}{est}  {wt}")
     return 0
 
@@ -365,11 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="count and classify the cells of microscope fields (JPEG/PNG/TIFF)")
     p.add_argument("images", nargs="+")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.add_argument("--mpp", type=float, default=None,
-                   help="µm per pixel (default: estimated from the RBC size; with several images, "
-                   "one median estimate for all of them)")
-    p.add_argument("--mpp-per-image", action="store_true",
-                   help="with several images, estimate each image's pixel size on its own")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--mpp", type=float, default=None,
+                       help="µm per pixel (default: estimated from the RBC size; with several images, "
+                       "one median estimate for all of them)")
+    scale.add_argument("--mpp-per-image", action="store_true",
+                       help="with several images, estimate each image's pixel size on its own")
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.set_defaults(func=cmd_analyze)
 

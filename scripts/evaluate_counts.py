@@ -145,10 +145,11 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--split", choices=("dev", "self-holdout", "all"), default="all")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    ap.add_argument("--mpp", type=float, default=None,
-                    help="pixel size of every image (default: the median estimate over the evaluated images)")
-    ap.add_argument("--mpp-per-image", action="store_true",
-                    help="estimate each image's pixel size on its own (ablation)")
+    scale = ap.add_mutually_exclusive_group()
+    scale.add_argument("--mpp", type=float, default=None,
+                       help="pixel size of every image (default: the median estimate over the evaluated images)")
+    scale.add_argument("--mpp-per-image", action="store_true",
+                       help="estimate each image's pixel size on its own (ablation)")
     ap.add_argument("--per-image", type=Path, default=None, help="write per-image counts to this CSV")
     ap.add_argument("--preprocess", choices=("equalize", "flatfield"), default=None,
                     help="extra whole-field step before analysis (ablation only)")
