@@ -211,20 +211,49 @@ class WbcClassifier:
         crops = check_crops(crops, self.io)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if self.device.type != "cpu":
+            return self._predict_logits_device(crops, int(batch_size))
         n = crops.shape[0]
         out = np.empty((n, self.io.n_classes), np.float32)
-        cuda = self.device.type == "cuda"
         with torch.inference_mode():
             for i in range(0, n, int(batch_size)):
                 x = crops_to_tensor(crops[i : i + batch_size], self.io)
-                if cuda:
-                    x = x.pin_memory().to(self.device, non_blocking=True)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                     y = self.network(x)
-                out[i : i + len(x)] = y.float().cpu().numpy()
+                out[i : i + len(x)] = y.float().numpy()
         return out
+
+    def _predict_logits_device(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
+        """Accelerator path: uint8 crops travel (4x fewer bytes than float), are normalised on
+        the device, and the logits come back in one transfer, so the host never waits per batch.
+
+        A uint8 NHWC batch permuted to NCHW already has channels_last strides, so no layout
+        copy is made for ``channels_last``.
+        """
+        n = crops.shape[0]
+        dev = self.device
+        scale = torch.tensor(self.io.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1) * 255.0
+        shift = torch.tensor(self.io.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1) * 255.0
+        arr = np.ascontiguousarray(crops)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        host = torch.from_numpy(arr)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, n, batch_size):
+                xb = host[i : i + batch_size]
+                if dev.type == "cuda":
+                    xb = xb.pin_memory()
+                x = xb.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
+                x = (x - shift) / scale
+                x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+                with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
+                    outs.append(self.network(x).float())
+            if not outs:
+                return np.empty((0, self.io.n_classes), np.float32)
+            return torch.cat(outs).cpu().numpy()
 
     def predict(self, crops: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
         """Classify crops.

@@ -117,6 +117,20 @@ def test_memory_format_and_autocast_paths_agree(tiny_net, tiny_io):
     np.testing.assert_allclose(p_amp, p_ref, atol=0.05)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_device_path_matches_host_path(tiny_net, tiny_io, channels_last):
+    """The accelerator route (uint8 upload, normalised on the device, one transfer back) runs
+    on any torch device; on the CPU it must give the host route's logits, read-only input too."""
+    x = _crops(13, 32, seed=4)
+    clf = WbcClassifier(tiny_net, tiny_io, channels_last=channels_last, amp=False)
+    ref = clf.predict_logits(x, batch_size=5)
+    x.setflags(write=False)
+    got = clf._predict_logits_device(x, 5)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert clf._predict_logits_device(x[:0], 5).shape == (0, len(tiny_io.classes))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_path_matches_cpu(tiny_net, tiny_io):
     x = _crops(64, 32, seed=3)
