@@ -112,6 +112,11 @@ class SegmentParams:
         Nuclear fragments closer than this are lobes of one cell.
     wbc_cytoplasm_um : float
         Cytoplasm rim taken around a nucleus as part of the WBC.
+    wbc_max_nucleus_um : float
+        Longest nuclear cluster (Feret diameter) of one WBC; a longer one is two touching
+        WBCs and is split in two. Chosen on the development part of BCCD: single WBC
+        nuclei there span at most 20.0 µm, touching pairs 21.9-22.1 µm (see
+        ``docs/ablation_counts.md``).
     platelet_diameter_um : tuple
         Accepted equivalent-diameter range of platelets.
     platelet_threshold_frac : float
@@ -158,6 +163,7 @@ class SegmentParams:
     wbc_min_nucleus_um2: float = 14.0
     wbc_merge_um: float = 3.0
     wbc_cytoplasm_um: float = 3.0
+    wbc_max_nucleus_um: float = 21.0
     platelet_diameter_um: tuple[float, float] = (1.5, 4.0)
     platelet_threshold_frac: float = 0.6
     platelet_max_od: float = 0.1
@@ -417,6 +423,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         min_nucleus_px=params.wbc_min_nucleus_um2 * um * um,
         merge_px=params.wbc_merge_um * um,
         cytoplasm_px=params.wbc_cytoplasm_um * um,
+        max_nucleus_px=params.wbc_max_nucleus_um * um,
     )
     wbc_any = wbc > 0
     plt, n_plt = segment_platelets(

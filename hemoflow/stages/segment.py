@@ -110,6 +110,7 @@ def segment_wbc(
     min_nucleus_px: float,
     merge_px: float,
     cytoplasm_px: float,
+    max_nucleus_px: float = float("inf"),
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """Find WBCs as clusters of strongly stained nuclear fragments plus surrounding cytoplasm.
 
@@ -118,6 +119,11 @@ def segment_wbc(
     is a WBC when its total nuclear area is at least ``min_nucleus_px`` (smaller stained
     objects are platelet candidates). The WBC region is the nucleus plus every pixel within
     ``cytoplasm_px`` of it (nearest nucleus wins) that is connected to it.
+
+    A cluster whose nuclear pixels span more than ``max_nucleus_px`` (Feret diameter) is
+    longer than any one WBC's nucleus: it is two touching WBCs, and is split in two by
+    2-means on its nuclear pixel positions (started from the two farthest pixels, so the
+    split is deterministic).
 
     Returns
     -------
@@ -139,6 +145,8 @@ def segment_wbc(
         return np.zeros(nucleus.shape, np.int32), 0, np.zeros_like(frag)
     nuclei = frag & keep[mlab]
     seeds = np.where(nuclei, mlab, 0).astype(np.int32)
+    if np.isfinite(max_nucleus_px):
+        seeds = _split_long_clusters(seeds, np.flatnonzero(keep), max_nucleus_px, min_nucleus_px)
     # Grow each nucleus cluster by up to cytoplasm_px, nearest nuclear pixel wins.
     grown = paint_nearest(seeds, cytoplasm_px)
     # Keep, per cluster, the connected part that holds its nucleus.
@@ -152,6 +160,51 @@ def segment_wbc(
     lut = np.zeros(int(grown.max()) + 1, np.int32)
     lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
     return lut[grown], len(order), nuclei
+
+
+def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min_part: float) -> np.ndarray:
+    """Split every nuclear cluster of ``seeds`` longer than ``max_len`` px into two.
+
+    The bounding box bounds the Feret diameter from above, so only clusters whose box
+    diagonal exceeds ``max_len`` are measured. A split is kept only when both halves hold
+    at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum.
+    """
+    from scipy.ndimage import find_objects
+    from scipy.spatial.distance import pdist, squareform
+
+    boxes = find_objects(seeds)
+    next_id = int(seeds.max()) + 1
+    out = seeds
+    for k in ids:
+        box = boxes[k - 1] if k - 1 < len(boxes) else None
+        if box is None:
+            continue
+        h, w = box[0].stop - box[0].start, box[1].stop - box[1].start
+        if h * h + w * w <= max_len * max_len:
+            continue
+        ys, xs = np.nonzero(seeds[box] == k)
+        pts = np.c_[ys, xs].astype(np.float64)
+        d = squareform(pdist(pts))
+        i, j = np.unravel_index(int(np.argmax(d)), d.shape)
+        if d[i, j] <= max_len:
+            continue
+        centres = pts[[i, j]]
+        for _ in range(20):  # Lloyd's 2-means from the Feret endpoints
+            near = ((pts[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+            if near.min() == near.max():
+                break
+            new = np.stack([pts[near == 0].mean(0), pts[near == 1].mean(0)])
+            if np.allclose(new, centres):
+                break
+            centres = new
+        if min(np.count_nonzero(near == 0), np.count_nonzero(near == 1)) < min_part:
+            continue
+        if out is seeds:
+            out = seeds.copy()
+        sub = out[box]
+        sub[ys[near == 1], xs[near == 1]] = next_id
+        next_id += 1
+    return out
 
 
 def _raster_order(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:

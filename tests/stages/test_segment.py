@@ -94,3 +94,36 @@ def test_open_and_close_disk_literal():
     ring = _disc((15, 15), 7, 7, 5) & ~_disc((15, 15), 7, 7, 2)
     ring[7, 9:13] = False  # a gap in the rim
     assert close_disk(ring, 1.5)[7, 10]
+
+
+def _wbc(nuc, **kw):
+    args = dict(threshold=0.5, min_fragment_px=5, min_nucleus_px=100, merge_px=6, cytoplasm_px=5)
+    args.update(kw)
+    return segment_wbc(nuc, **args)
+
+
+def test_touching_wbc_nuclei_longer_than_one_cell_are_split():
+    shape = (60, 90)
+    nuc = np.zeros(shape, np.float32)
+    nuc[_disc(shape, 30, 30, 9) | _disc(shape, 30, 50, 9)] = 1.0  # two touching nuclei, 38 px long
+    nuc[_disc(shape, 30, 40, 3)] = 1.0  # bridged: one fragment
+    lab, n, nuclei = _wbc(nuc)
+    assert n == 1  # no length limit: one cluster
+    lab, n, nuclei = _wbc(nuc, max_nucleus_px=30)
+    assert n == 2
+    assert lab[30, 25] != lab[30, 55] and lab[30, 25] > 0 and lab[30, 55] > 0
+    assert nuclei.sum() == (nuc > 0.5).sum()  # the nuclear pixels are kept, only relabelled
+    assert lab[30, 17] == lab[30, 25] and lab[30, 63] == lab[30, 55]  # each keeps its cytoplasm rim
+    again, _, _ = _wbc(nuc, max_nucleus_px=30)
+    assert np.array_equal(again, lab)  # deterministic
+    # a limit above the cluster's length leaves it whole
+    assert _wbc(nuc, max_nucleus_px=40)[1] == 1
+
+
+def test_long_cluster_with_a_small_part_is_not_split():
+    shape = (60, 90)
+    nuc = np.zeros(shape, np.float32)
+    nuc[_disc(shape, 30, 30, 9)] = 1.0
+    nuc[29:32, 39:62] = 1.0  # a thin tail: the far half holds too few pixels for a nucleus
+    lab, n, _ = _wbc(nuc, max_nucleus_px=25, min_nucleus_px=100)
+    assert n == 1
