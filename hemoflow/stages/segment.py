@@ -166,11 +166,14 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
     """Split every nuclear cluster of ``seeds`` longer than ``max_len`` px into two.
 
     The bounding box bounds the Feret diameter from above, so only clusters whose box
-    diagonal exceeds ``max_len`` are measured. A split is kept only when both halves hold
-    at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum.
+    diagonal exceeds ``max_len`` are measured. The two parts come from the same
+    deterministic 2-means as the RBC basin splits; a split is kept only when both parts
+    hold at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum.
     """
     from scipy.ndimage import find_objects
-    from scipy.spatial.distance import pdist, squareform
+    from scipy.spatial.distance import pdist
+
+    from hemoflow.stages._rbc_count import _kmeans_split
 
     boxes = find_objects(seeds)
     next_id = int(seeds.max()) + 1
@@ -183,26 +186,14 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
         if h * h + w * w <= max_len * max_len:
             continue
         ys, xs = np.nonzero(seeds[box] == k)
-        pts = np.c_[ys, xs].astype(np.float64)
-        d = squareform(pdist(pts))
-        i, j = np.unravel_index(int(np.argmax(d)), d.shape)
-        if d[i, j] <= max_len:
+        if pdist(np.c_[ys, xs].astype(np.float64)).max() <= max_len:
             continue
-        centres = pts[[i, j]]
-        for _ in range(20):  # Lloyd's 2-means from the Feret endpoints
-            near = ((pts[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
-            if near.min() == near.max():
-                break
-            new = np.stack([pts[near == 0].mean(0), pts[near == 1].mean(0)])
-            if np.allclose(new, centres):
-                break
-            centres = new
-        if min(np.count_nonzero(near == 0), np.count_nonzero(near == 1)) < min_part:
+        part = _kmeans_split(ys, xs, 2, iters=20)
+        if min(np.count_nonzero(part == 0), np.count_nonzero(part == 1)) < min_part:
             continue
         if out is seeds:
             out = seeds.copy()
-        sub = out[box]
-        sub[ys[near == 1], xs[near == 1]] = next_id
+        out[box][ys[part == 1], xs[part == 1]] = next_id
         next_id += 1
     return out
 
