@@ -150,22 +150,23 @@ def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, in
 # --------------------------------------------------------------------------- fitting
 
 
-def fit(features: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, iters: int = 2000):
+def fit(features: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, iters: int = 2000, n_classes: int = N_CLASSES):
     """Multinomial logistic regression by Newton-free gradient descent (numpy only).
 
-    Returns ``(coef float64[F, C], mean, std)``; features are standardised with
+    Targets above ``n_classes - 1`` count as the last class. Returns
+    ``(coef float64[F, C], mean, std)``; features are standardised with
     ``(x - mean) / std`` (the bias column keeps mean 0, std 1).
     """
     x = np.asarray(features, np.float64)
-    y = np.minimum(np.asarray(targets, np.int64), N_CLASSES - 1)
+    y = np.minimum(np.asarray(targets, np.int64), n_classes - 1)
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     mean[0], std[0] = 0.0, 1.0
     std[std < 1e-9] = 1.0
     z = (x - mean) / std
-    onehot = np.eye(N_CLASSES)[y]
+    onehot = np.eye(n_classes)[y]
     # class weights: the count error of a basin is what matters, all classes equally
-    coef = np.zeros((z.shape[1], N_CLASSES))
+    coef = np.zeros((z.shape[1], n_classes))
     lr = 0.5
     for _ in range(iters):
         s = z @ coef
@@ -203,12 +204,9 @@ def _collect(data_dir, names, params, mpp=None):
         if n:
             d, (iy, ix) = ndi.distance_transform_edt(rbc == 0, return_indices=True)
             radius = 0.5 * params.rbc_diameter_um / (cal.mpp * f)
-            for line in open(root / "txl_reannotations" / f"{name}.txt"):
-                c, xc, yc, _bw, _bh = (float(v) for v in line.split())
-                if int(c) != 1:
-                    continue
-                y = min(int(yc * h / f), rbc.shape[0] - 1)
-                x = min(int(xc * w / f), rbc.shape[1] - 1)
+            for yc, xc in _txl_centres(root, name, 1, (h, w), f):
+                y = min(int(yc), rbc.shape[0] - 1)
+                x = min(int(xc), rbc.shape[1] - 1)
                 if d[y, x] <= radius:
                     counts[rbc[iy[y, x], ix[y, x]]] += 1
         xs.append(feats)
@@ -217,11 +215,52 @@ def _collect(data_dir, names, params, mpp=None):
     return xs, ys, per_image
 
 
+def _fitting_names(data_dir, column: str) -> list[str]:
+    """Images of ``counts.csv`` with a value in ``column``, less the self-holdout quarter
+    (first SHA-256 byte of the name < 64), which is never used for fitting."""
+    import csv
+    import hashlib
+    from pathlib import Path
+
+    with open(Path(data_dir) / "counts.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if (r.get(column) or "").strip()]
+    return [r["image"] for r in rows if hashlib.sha256(r["image"].encode()).digest()[0] >= 64]
+
+
+def _pooled_mpp(data_dir) -> float:
+    """The pixel size `hemoflow analyze` would pool over every image of the folder."""
+    from pathlib import Path
+
+    from hemoflow.analyze import estimate_shared_mpp
+
+    every = sorted((Path(data_dir) / "JPEGImages").glob("*.jpg"))  # pixels only, no labels
+    return estimate_shared_mpp(every)[0]
+
+
+def _txl_centres(data_dir, name: str, cls: int, shape: tuple[int, int], factor: int) -> list[tuple[float, float]]:
+    """(y, x) centres, in working px, of the TXL boxes of class ``cls`` in image ``name``."""
+    from pathlib import Path
+
+    h, w = shape
+    out = []
+    for line in open(Path(data_dir) / "txl_reannotations" / f"{name}.txt"):
+        c, xc, yc, _bw, _bh = (float(v) for v in line.split())
+        if int(c) == cls:
+            out.append((yc * h / factor, xc * w / factor))
+    return out
+
+
+def _write_model(path, doc: str, mean, std, coef) -> None:
+    with open(path, "w") as fh:
+        fh.write('"""' + doc.rstrip() + '\n"""\n\n')
+        fh.write(f"MEAN = {np.round(mean, 8).tolist()!r}\n")
+        fh.write(f"STD = {np.round(std, 8).tolist()!r}\n")
+        fh.write(f"COEF = {np.round(coef, 8).tolist()!r}\n")
+
+
 def _main(argv=None) -> int:
     """Fit the basin-count model on the development split and write ``_rbc_model.py``."""
     import argparse
-    import csv
-    import hashlib
     from pathlib import Path
 
     from hemoflow.stages import SegmentParams
@@ -234,17 +273,8 @@ def _main(argv=None) -> int:
                     help="pixel size of every image (default: the median estimate over all the folder's "
                     "images, as `hemoflow analyze` and scripts/evaluate_counts.py pool it)")
     args = ap.parse_args(argv)
-    with open(args.data_dir / "counts.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if (r.get("rbc_txl") or "").strip()]
-    # the self-holdout quarter (first SHA-256 byte < 64) is never used for fitting
-    names = [r["image"] for r in rows if hashlib.sha256(r["image"].encode()).digest()[0] >= 64]
-    mpp = args.mpp
-    if mpp is None:
-        from hemoflow.analyze import estimate_shared_mpp
-
-        # pixels only, no labels: every image of the folder, as the evaluation pools them
-        every = sorted((args.data_dir / "JPEGImages").glob("*.jpg"))
-        mpp, _n = estimate_shared_mpp(every)
+    names = _fitting_names(args.data_dir, "rbc_txl")
+    mpp = args.mpp if args.mpp is not None else _pooled_mpp(args.data_dir)
     print(f"pixel size {mpp:.5f} um/px")
     xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True), mpp=mpp)
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -253,16 +283,14 @@ def _main(argv=None) -> int:
     truth = [int(t.sum()) for t in ys]
     print(f"{len(names)} images, {len(x)} basins, class counts {np.bincount(np.minimum(y, 3)).tolist()}")
     print("per-image count error on the fitting images (mean abs):", float(np.mean(np.abs(np.subtract(pred, truth)))))
-    with open(args.out, "w") as fh:
-        fh.write('"""Coefficients of the RBC basin-count model (generated by\n')
-        fh.write("``python -m hemoflow.stages._rbc_count DATA_DIR``; do not edit).\n\n")
-        fh.write(f"Fitted on {len(names)} development images ({len(x)} basins) at {mpp:.5f} um/px;\n")
-        fh.write("features\n")
-        fh.write(f"{FEATURES}, classes 0..{N_CLASSES - 1} cells.\n")
-        fh.write('"""\n\n')
-        fh.write(f"MEAN = {np.round(mean, 8).tolist()!r}\n")
-        fh.write(f"STD = {np.round(std, 8).tolist()!r}\n")
-        fh.write(f"COEF = {np.round(coef, 8).tolist()!r}\n")
+    _write_model(
+        args.out,
+        "Coefficients of the RBC basin-count model (generated by\n"
+        "``python -m hemoflow.stages._rbc_count DATA_DIR``; do not edit).\n\n"
+        f"Fitted on {len(names)} development images ({len(x)} basins) at {mpp:.5f} um/px;\n"
+        f"features\n{FEATURES}, classes 0..{N_CLASSES - 1} cells.",
+        mean, std, coef,
+    )
     return 0
 
 

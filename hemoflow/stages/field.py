@@ -48,6 +48,8 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 from hemoflow.errors import HemoflowError
 from hemoflow.kernels import label
 from hemoflow.kernels._smear import binomial3, chamfer_distance, stain_planes
+from hemoflow.stages._platelet_count import candidate_features as platelet_features
+from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
 from hemoflow.stages._rbc_count import basin_features, predict_counts, split_basins
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
@@ -124,7 +126,15 @@ class SegmentParams:
     platelet_max_od, min_platelet_od : float
         Cap and floor of the platelet threshold (optical-density units).
     platelet_wbc_margin_um : float
-        Stained objects touching a WBC region grown by this margin are never platelets.
+        Stained objects touching a WBC region grown by this margin are never platelets
+        (threshold rule only; the model below sees the distance to the WBC instead).
+    platelet_count_model : bool
+        Let the shipped per-candidate model (:mod:`hemoflow.stages._platelet_count`)
+        decide which small stained objects, found at ``platelet_candidate_frac`` of the
+        platelet threshold, are platelets. False: every object above the threshold in
+        the ``platelet_diameter_um`` range is one.
+    platelet_candidate_frac : float
+        Candidate threshold of the platelet model, as a fraction of the platelet threshold.
     rbc_count_model : bool
         Let the shipped per-basin model (:mod:`hemoflow.stages._rbc_count`) drop
         fragments and split clumps of 2-3 cells; False keeps every basin above the area
@@ -174,6 +184,8 @@ class SegmentParams:
     pallor_area_frac: float = 0.35
     split_depth_frac: float = 0.1
     rbc_count_model: bool = True
+    platelet_count_model: bool = True
+    platelet_candidate_frac: float = 0.75
     close_um: float = 0.0
     cell_threshold_scale: float = 1.0
     irregular_min_solidity: float = 0.90
@@ -184,7 +196,7 @@ class SegmentParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model"):
+            if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model", "platelet_count_model"):
                 object.__setattr__(self, f.name, bool(v))
             elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
@@ -403,7 +415,8 @@ def _count_basins(rbc: np.ndarray, n: int, dist: np.ndarray, rbc_area: float) ->
     return predict_counts(basin_features(rbc, n, dist, rbc_area_px=rbc_area))
 
 
-def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float, count_basins=_count_basins):
+def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float, count_basins=_count_basins,
+             keep_platelets=None):
     """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
     um = 1.0 / px_um  # working px per µm
     cell, nuc = _planes(rgb, cal.background, int(cal.downsample), params)
@@ -426,6 +439,8 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         max_nucleus_px=params.wbc_max_nucleus_um * um,
     )
     wbc_any = wbc > 0
+    # small stained objects above the platelet threshold (not touching a WBC): platelets by
+    # the threshold rule, and what is carved out of the red-cell mask either way
     plt, n_plt = segment_platelets(
         nuc,
         _within(wbc_any, params.platelet_wbc_margin_um * um),
@@ -434,6 +449,17 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         max_px=plt_max,
     )
     rbc_mask = cell_mask & ~_within(wbc_any | (plt > 0), 0.3 * um)
+    if params.platelet_count_model:
+        # candidates at a lower threshold and a wider size range; the model picks platelets
+        plt, n_plt = segment_platelets(
+            nuc, wbc_any, threshold=params.platelet_candidate_frac * cal.platelet_threshold,
+            min_px=max(0.3 * plt_min, 2.0), max_px=2.0 * plt_max,
+        )
+        feats = platelet_features(
+            plt, n_plt, nucleus=nuc, cell=cell, cell_mask=cell_mask, wbc_mask=wbc_any,
+            platelet_threshold=cal.platelet_threshold, cell_threshold=cal.cell_threshold, px_per_um=um,
+        )
+        plt, n_plt = (keep_platelets or _keep_platelets)(plt, n_plt, feats)
     rbc_mask = open_disk(rbc_mask, max(0.6 * um, 1.0))
     rbc, n_rbc, dist = rbc_basins(
         rbc_mask, diameter_px=params.rbc_diameter_um * um, split_depth=params.split_depth_frac

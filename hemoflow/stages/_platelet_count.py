@@ -1,0 +1,219 @@
+"""Which small stained objects are platelets: a per-candidate logistic model.
+
+A single threshold on the nucleus score cannot tell pale platelets from the stain debris,
+red-cell inclusions and background noise around it: set low enough for the pale ones it
+admits the rest. Instead, candidates are taken at ``platelet_candidate_frac`` of the
+calibrated platelet threshold, and a small logistic model looks at each one (size
+relative to a typical platelet, peak and mean stain relative to the threshold, contrast
+against a 1 µm ring around it, how much of that ring and of the object lies on red-cell
+stain, distance to the nearest WBC up to 5 µm, whether it touches the array edge) and
+keeps those it calls platelets.
+
+The coefficients (:mod:`hemoflow.stages._platelet_model`) were fitted on the development
+split of the development images' TXL platelet boxes; see
+``python -m hemoflow.stages._platelet_count --help``. Every feature is measured within
+5 µm of the candidate, so the result stays local (tiles reproduce whole-image platelets).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hemoflow.kernels._smear import chamfer_distance, label_max, paint_nearest, renumber_raster
+
+__all__ = ["candidate_features", "keep_platelets", "FEATURES"]
+
+FEATURES = (
+    "bias",
+    "log_area",
+    "log_area_sq",
+    "peak",
+    "log_peak",
+    "mean",
+    "contrast",
+    "ring_on_rbc",
+    "cell_inside",
+    "cell_ring",
+    "wbc_distance",
+    "border",
+)
+#: Distances to a WBC are measured up to this many µm (a local feature).
+WBC_DISTANCE_CAP_UM = 5.0
+#: Typical platelet diameter (µm) the candidate areas are compared with.
+TYPICAL_DIAMETER_UM = 2.5
+
+
+def _label_mean(labels: np.ndarray, values: np.ndarray, n: int, where: np.ndarray | None = None):
+    lab = labels if where is None else labels[where]
+    val = values if where is None else values[where]
+    area = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+    tot = np.bincount(lab.ravel(), weights=val.ravel().astype(np.float64), minlength=n + 1)
+    return tot / np.maximum(area, 1.0), area
+
+
+def candidate_features(
+    labels: np.ndarray,
+    n: int,
+    *,
+    nucleus: np.ndarray,
+    cell: np.ndarray,
+    cell_mask: np.ndarray,
+    wbc_mask: np.ndarray,
+    platelet_threshold: float,
+    cell_threshold: float,
+    px_per_um: float,
+) -> np.ndarray:
+    """Feature matrix ``float64[n, len(FEATURES)]`` of candidates ``1..n`` (working px)."""
+    if n == 0:
+        return np.zeros((0, len(FEATURES)))
+    labels = np.ascontiguousarray(labels, np.int32)
+    um = float(px_per_um)
+    thr = max(float(platelet_threshold), 1e-6)
+    cthr = max(float(cell_threshold), 1e-6)
+    mean_nuc, area = _label_mean(labels, nucleus, n)
+    mean_cell, _ = _label_mean(labels, cell, n)
+    peak = label_max(labels, np.clip(nucleus * 1000.0, 0, None).astype(np.int32), n) / 1000.0
+    grown = paint_nearest(labels, 1.0 * um)
+    ring = (grown > 0) & (labels == 0)
+    ring_nuc, _ = _label_mean(grown, nucleus, n, ring)
+    ring_rbc, _ = _label_mean(grown, cell_mask, n, ring)
+    ring_cell, _ = _label_mean(grown, cell, n, ring)
+    cap = WBC_DISTANCE_CAP_UM
+    if wbc_mask.any():
+        d = np.minimum(chamfer_distance(~wbc_mask) / (5.0 * um), cap)
+        big = int(cap * 100) + 1
+        dist = (big - label_max(labels, (big - np.round(d * 100)).astype(np.int32), n)) / 100.0
+    else:
+        dist = np.full(n + 1, cap)
+    border = np.zeros(n + 1, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        border[edge] = True
+    typical = math.pi / 4.0 * (TYPICAL_DIAMETER_UM * um) ** 2
+    la = np.log(np.maximum(area, 1.0) / typical)
+    pk = peak / thr
+    cols = [
+        np.ones(n + 1),
+        la,
+        la * la,
+        pk,
+        np.log(np.maximum(pk, 1e-3)),
+        mean_nuc / thr,
+        (mean_nuc - ring_nuc) / thr,
+        ring_rbc,
+        mean_cell / cthr,
+        ring_cell / cthr,
+        np.minimum(dist, cap),
+        border.astype(np.float64),
+    ]
+    return np.stack(cols, axis=1)[1:]
+
+
+def predict(features: np.ndarray, coef: np.ndarray | None = None) -> np.ndarray:
+    """True per candidate the shipped (or given, on standardised features) model calls a platelet."""
+    if coef is None:
+        from hemoflow.stages._platelet_model import COEF, MEAN, STD
+
+        coef = np.asarray(COEF)
+        z = (features - np.asarray(MEAN)) / np.asarray(STD)
+    else:
+        z = features
+    if len(z) == 0:
+        return np.zeros(0, bool)
+    return np.argmax(z @ coef, axis=1) == 1
+
+
+def keep_platelets(labels: np.ndarray, n: int, features: np.ndarray) -> tuple[np.ndarray, int]:
+    """Keep the candidates the model calls platelets; ``(labels int32, n)`` in raster order."""
+    if n == 0:
+        return np.zeros(labels.shape, np.int32), 0
+    keep = np.zeros(n + 1, np.int32)
+    keep[1:] = np.where(predict(features), np.arange(1, n + 1), 0)
+    return renumber_raster(labels, keep)
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _collect(data_dir, names, params, mpp):
+    """Candidate features and platelet/not targets of the named BCCD-layout images.
+
+    A TXL platelet box marks the candidate whose centroid is nearest its centre, within
+    2.5 µm; unmatched candidates are negatives.
+    """
+    from pathlib import Path
+
+    from hemoflow.analyze import read_image
+    from hemoflow.stages import field as F
+    from hemoflow.stages._rbc_count import _txl_centres
+
+    xs, ys = [], []
+    captured = {}
+
+    def capture(lab, n, feats):
+        captured["v"] = (lab, n, feats)
+        return lab, n
+
+    root = Path(data_dir)
+    for name in names:
+        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
+        cal = F.calibrate(rgb, params=params, mpp=mpp)
+        f = int(cal.downsample)
+        um = 1.0 / (cal.mpp * f)
+        F._segment(rgb, cal, params, px_um=cal.mpp * f, keep_platelets=capture)
+        lab, n, feats = captured["v"]
+        target = np.zeros(n, np.int64)
+        if n:
+            area = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(np.float64)
+            ys_, xs_ = np.nonzero(lab)
+            cy = np.bincount(lab[ys_, xs_], weights=ys_, minlength=n + 1)[1:] / np.maximum(area, 1)
+            cx = np.bincount(lab[ys_, xs_], weights=xs_, minlength=n + 1)[1:] / np.maximum(area, 1)
+            for by, bx in _txl_centres(root, name, 2, rgb.shape[:2], f):
+                d = np.hypot(cy - by, cx - bx)
+                j = int(np.argmin(d))
+                if d[j] <= 2.5 * um:
+                    target[j] = 1
+        xs.append(feats)
+        ys.append(target)
+    return xs, ys
+
+
+def _main(argv=None) -> int:
+    """Fit the platelet candidate model on the development split and write ``_platelet_model.py``."""
+    import argparse
+    from pathlib import Path
+
+    from hemoflow.stages import SegmentParams
+    from hemoflow.stages._rbc_count import _fitting_names, _pooled_mpp, _write_model, fit
+
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("data_dir", type=Path, help="BCCD-layout folder with txl_reannotations/")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("_platelet_model.py"))
+    ap.add_argument("--l2", type=float, default=1e-2)
+    ap.add_argument("--mpp", type=float, default=None,
+                    help="pixel size of every image (default: the median estimate over all the folder's images)")
+    args = ap.parse_args(argv)
+    names = _fitting_names(args.data_dir, "platelets_txl")
+    mpp = args.mpp if args.mpp is not None else _pooled_mpp(args.data_dir)
+    print(f"pixel size {mpp:.5f} um/px")
+    xs, ys = _collect(args.data_dir, names, SegmentParams(platelet_count_model=True), mpp)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    coef, mean, std = fit(x, y, l2=args.l2, n_classes=2)
+    pred = [int(predict((a - mean) / std, coef).sum()) for a in xs]
+    print(f"{len(names)} images, {len(x)} candidates, {int(y.sum())} matched to a TXL platelet box")
+    print("per-image count error on the fitting images (mean abs):",
+          float(np.mean(np.abs(np.subtract(pred, [int(t.sum()) for t in ys])))))
+    _write_model(
+        args.out,
+        "Coefficients of the platelet candidate model (generated by\n"
+        "``python -m hemoflow.stages._platelet_count DATA_DIR``; do not edit).\n\n"
+        f"Fitted on {len(names)} development images ({len(x)} candidates) at {mpp:.5f} um/px;\n"
+        f"features\n{FEATURES}, classes 0 (not a platelet), 1 (platelet).",
+        mean, std, coef,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
