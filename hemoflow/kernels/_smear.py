@@ -458,6 +458,46 @@ def label_max(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _label_bboxes(labels, n):
+    h, w = labels.shape
+    out = np.empty((n + 1, 4), np.int64)
+    for k in range(n + 1):
+        out[k, 0] = h
+        out[k, 1] = w
+        out[k, 2] = 0
+        out[k, 3] = 0
+    for i in range(h):
+        for j in range(w):
+            lab = labels[i, j]
+            if lab <= 0 or lab > n:
+                continue
+            if i < out[lab, 0]:
+                out[lab, 0] = i
+            if j < out[lab, 1]:
+                out[lab, 1] = j
+            if i + 1 > out[lab, 2]:
+                out[lab, 2] = i + 1
+            if j + 1 > out[lab, 3]:
+                out[lab, 3] = j + 1
+    return out
+
+
+def label_bboxes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Bounding boxes of labels ``1..n`` in one pass: int64[n + 1, 4] rows
+    ``(y0, x0, y1, x1)`` (end-exclusive; row 0 unused; an absent label has ``y1 <= y0``)."""
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype not in (np.int32, np.int64):
+        labels = labels.astype(np.int64)
+    return _label_bboxes(labels, int(n))
+
+
+def bbox_slices(row) -> tuple[slice, slice] | None:
+    """One row of :func:`label_bboxes` as a pair of slices (None for an absent label)."""
+    y0, x0, y1, x1 = (int(v) for v in row)
+    return (slice(y0, y1), slice(x0, x1)) if y1 > y0 else None
+
+
+@njit(cache=True, nogil=True)
 def _renumber(labels, lut):
     h, w = labels.shape
     out = np.zeros((h, w), np.int32)

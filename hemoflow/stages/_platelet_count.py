@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from hemoflow.kernels._smear import chamfer_distance, label_max, paint_nearest, renumber_raster
+from hemoflow.kernels import label
+from hemoflow.kernels._smear import chamfer_distance, label_bboxes, paint_nearest, renumber_raster
 
 __all__ = ["candidate_features", "keep_platelets", "FEATURES"]
 
@@ -45,12 +46,36 @@ WBC_DISTANCE_CAP_UM = 5.0
 TYPICAL_DIAMETER_UM = 2.5
 
 
-def _label_mean(labels: np.ndarray, values: np.ndarray, n: int, where: np.ndarray | None = None):
-    lab = labels if where is None else labels[where]
-    val = values if where is None else values[where]
-    area = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
-    tot = np.bincount(lab.ravel(), weights=val.ravel().astype(np.float64), minlength=n + 1)
-    return tot / np.maximum(area, 1.0), area
+def _means(lab: np.ndarray, n: int, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-label count and means of ``values`` over pixels with labels ``lab`` (1-D, sparse)."""
+    area = np.bincount(lab, minlength=n + 1).astype(np.float64)
+    den = np.maximum(area, 1.0)
+    return (area,) + tuple(np.bincount(lab, weights=v.astype(np.float64), minlength=n + 1) / den for v in values)
+
+
+def _wbc_distance(labels: np.ndarray, n: int, wbc_mask: np.ndarray, um: float) -> np.ndarray:
+    """Per candidate, the chamfer distance (µm, 0.01 steps, capped) from its nearest pixel to a WBC.
+
+    Computed in a window around each WBC (its box grown by the cap), not over the whole
+    image: a pixel within the cap of a WBC pixel has its whole chamfer path inside that
+    window, so the capped result is the same.
+    """
+    cap = WBC_DISTANCE_CAP_UM
+    dist = np.full(n + 1, cap)
+    if not wbc_mask.any():
+        return dist
+    wlab, m = label(np.ascontiguousarray(wbc_mask, bool), connectivity=2)
+    pad = int(math.ceil(cap * um)) + 2
+    h, w = labels.shape
+    for y0, x0, y1, x1 in label_bboxes(wlab, m)[1:]:
+        sl = (slice(max(y0 - pad, 0), min(y1 + pad, h)), slice(max(x0 - pad, 0), min(x1 + pad, w)))
+        sub = labels[sl]
+        inside = sub > 0
+        if not inside.any():
+            continue
+        d = np.minimum(chamfer_distance(~wbc_mask[sl])[inside] / (5.0 * um), cap)
+        np.minimum.at(dist, sub[inside], np.round(d * 100) / 100.0)
+    return dist
 
 
 def candidate_features(
@@ -65,28 +90,31 @@ def candidate_features(
     cell_threshold: float,
     px_per_um: float,
 ) -> np.ndarray:
-    """Feature matrix ``float64[n, len(FEATURES)]`` of candidates ``1..n`` (working px)."""
+    """Feature matrix ``float64[n, len(FEATURES)]`` of candidates ``1..n`` (working px).
+
+    Candidates are small and sparse, so everything but the ring painting and the WBC
+    distance works on the candidates' (and rings') pixel lists, not on whole images.
+    """
     if n == 0:
         return np.zeros((0, len(FEATURES)))
     labels = np.ascontiguousarray(labels, np.int32)
     um = float(px_per_um)
     thr = max(float(platelet_threshold), 1e-6)
     cthr = max(float(cell_threshold), 1e-6)
-    mean_nuc, area = _label_mean(labels, nucleus, n)
-    mean_cell, _ = _label_mean(labels, cell, n)
-    peak = label_max(labels, np.clip(nucleus * 1000.0, 0, None).astype(np.int32), n) / 1000.0
-    grown = paint_nearest(labels, 1.0 * um)
-    ring = (grown > 0) & (labels == 0)
-    ring_nuc, _ = _label_mean(grown, nucleus, n, ring)
-    ring_rbc, _ = _label_mean(grown, cell_mask, n, ring)
-    ring_cell, _ = _label_mean(grown, cell, n, ring)
-    cap = WBC_DISTANCE_CAP_UM
-    if wbc_mask.any():
-        d = np.minimum(chamfer_distance(~wbc_mask) / (5.0 * um), cap)
-        big = int(cap * 100) + 1
-        dist = (big - label_max(labels, (big - np.round(d * 100)).astype(np.int32), n)) / 100.0
-    else:
-        dist = np.full(n + 1, cap)
+    flat = labels.ravel()
+    idx = np.flatnonzero(flat)
+    lab = flat[idx]
+    nuc_v = nucleus.ravel()[idx]
+    area, mean_nuc, mean_cell = _means(lab, n, nuc_v, cell.ravel()[idx])
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, lab, np.clip(nuc_v * 1000.0, 0, None).astype(np.int32) / 1000.0)
+    grown = paint_nearest(labels, 1.0 * um).ravel()
+    ridx = np.flatnonzero(grown)
+    ridx = ridx[flat[ridx] == 0]  # the ring: painted pixels outside every candidate
+    _, ring_nuc, ring_rbc, ring_cell = _means(
+        grown[ridx], n, nucleus.ravel()[ridx], cell_mask.ravel()[ridx], cell.ravel()[ridx]
+    )
+    dist = _wbc_distance(labels, n, wbc_mask, um)
     border = np.zeros(n + 1, bool)
     for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         border[edge] = True
@@ -104,7 +132,7 @@ def candidate_features(
         ring_rbc,
         mean_cell / cthr,
         ring_cell / cthr,
-        np.minimum(dist, cap),
+        dist,
         border.astype(np.float64),
     ]
     return np.stack(cols, axis=1)[1:]

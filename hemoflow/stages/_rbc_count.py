@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._smear import label_max, renumber_raster
+from hemoflow.kernels._smear import bbox_slices, label_bboxes, label_max, renumber_raster
 
 __all__ = ["basin_features", "predict_counts", "split_basins", "fit", "FEATURES"]
 
@@ -132,9 +132,9 @@ def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, in
     out = keep[labels]
     nxt = n + 1
     if len(multi):
-        objs = ndi.find_objects(labels, max_label=n)
+        boxes = label_bboxes(labels, n)
         for lab in multi:
-            sl = objs[lab - 1]
+            sl = bbox_slices(boxes[lab])
             sub = labels[sl] == lab
             ys, xs = np.nonzero(sub)  # relative to the bounding box: translation-invariant
             k = int(min(counts[lab - 1], len(ys)))

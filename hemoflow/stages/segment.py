@@ -170,16 +170,16 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
     deterministic 2-means as the RBC basin splits; a split is kept only when both parts
     hold at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum.
     """
-    from scipy.ndimage import find_objects
     from scipy.spatial.distance import pdist
 
+    from hemoflow.kernels._smear import bbox_slices, label_bboxes
     from hemoflow.stages._rbc_count import _kmeans_split
 
-    boxes = find_objects(seeds)
     next_id = int(seeds.max()) + 1
+    boxes = label_bboxes(seeds, next_id - 1)
     out = seeds
     for k in ids:
-        box = boxes[k - 1] if k - 1 < len(boxes) else None
+        box = bbox_slices(boxes[k]) if k < len(boxes) else None
         if box is None:
             continue
         h, w = box[0].stop - box[0].start, box[1].stop - box[1].start
