@@ -238,6 +238,9 @@ def _fmt(v: float | None) -> str:
 
 def cmd_analyze(args) -> int:
     from hemoflow.analyze import analyze_image, estimate_shared_mpp
+    from hemoflow.kernels._malloc import tune_malloc
+
+    tune_malloc()
 
     mpp, pooled = args.mpp, 0
     if mpp is None and len(args.images) > 1 and not args.mpp_per_image:

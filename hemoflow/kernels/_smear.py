@@ -336,38 +336,36 @@ def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.
 
 
 @njit(cache=True, nogil=True)
-def _paint_nearest(seeds, offs, r2max):
+def _paint_nearest(seeds, flat_idx, offs, r2max):
+    # flat_idx: the seed pixels in raster order (sparse seeds: no whole-image passes here)
     h, w = seeds.shape
     out = seeds.copy()
-    best = np.full((h, w), np.int64(1) << 40, np.int64)
-    for i in range(h):
-        for j in range(w):
-            if seeds[i, j] != 0:
-                best[i, j] = 0
+    best = np.full((h, w), np.int32(2**30), np.int32)
+    for q in range(flat_idx.shape[0]):
+        best[flat_idx[q] // w, flat_idx[q] % w] = 0
     k = offs.shape[0]
-    for i in range(h):
-        for j in range(w):
-            lab = seeds[i, j]
-            if lab == 0:
+    for q in range(flat_idx.shape[0]):
+        i = flat_idx[q] // w
+        j = flat_idx[q] % w
+        lab = seeds[i, j]
+        # interior pixels (all 4-neighbours carry the same seed) cannot be nearest
+        if (
+            i > 0 and i < h - 1 and j > 0 and j < w - 1
+            and seeds[i - 1, j] == lab and seeds[i + 1, j] == lab
+            and seeds[i, j - 1] == lab and seeds[i, j + 1] == lab
+        ):
+            continue
+        for t in range(k):
+            dy = offs[t, 0]
+            dx = offs[t, 1]
+            ii = i + dy
+            jj = j + dx
+            if ii < 0 or ii >= h or jj < 0 or jj >= w:
                 continue
-            # interior pixels (all 4-neighbours carry the same seed) cannot be nearest
-            if (
-                i > 0 and i < h - 1 and j > 0 and j < w - 1
-                and seeds[i - 1, j] == lab and seeds[i + 1, j] == lab
-                and seeds[i, j - 1] == lab and seeds[i, j + 1] == lab
-            ):
-                continue
-            for t in range(k):
-                dy = offs[t, 0]
-                dx = offs[t, 1]
-                ii = i + dy
-                jj = j + dx
-                if ii < 0 or ii >= h or jj < 0 or jj >= w:
-                    continue
-                d2 = dy * dy + dx * dx
-                if d2 <= r2max and d2 < best[ii, jj]:
-                    best[ii, jj] = d2
-                    out[ii, jj] = lab
+            d2 = dy * dy + dx * dx
+            if d2 <= r2max and d2 < best[ii, jj]:
+                best[ii, jj] = d2
+                out[ii, jj] = lab
     return out
 
 
@@ -377,7 +375,7 @@ def paint_nearest(seeds: np.ndarray, radius: float) -> np.ndarray:
     """
     seeds = np.ascontiguousarray(seeds, np.int32)
     offs = disk_offsets(radius)
-    return _paint_nearest(seeds, offs, np.int64(np.floor(radius * radius + 1e-9)))
+    return _paint_nearest(seeds, np.flatnonzero(seeds), offs, np.int64(np.floor(radius * radius + 1e-9)))
 
 
 @njit(cache=True, nogil=True)
@@ -480,6 +478,59 @@ def _label_bboxes(labels, n):
             if j + 1 > out[lab, 3]:
                 out[lab, 3] = j + 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def _ring_sums(labels, boxes, offs, r2max, a, b, c):
+    h, w = labels.shape
+    n = boxes.shape[0] - 1
+    out = np.zeros((n + 1, 4), np.float64)
+    r = 0
+    for t in range(offs.shape[0]):
+        r = max(r, abs(offs[t, 0]), abs(offs[t, 1]))
+    for k in range(1, n + 1):
+        if boxes[k, 2] <= boxes[k, 0]:
+            continue
+        for i in range(max(boxes[k, 0] - r, 0), min(boxes[k, 2] + r, h)):
+            for j in range(max(boxes[k, 1] - r, 0), min(boxes[k, 3] + r, w)):
+                if labels[i, j] != 0:
+                    continue
+                # the nearest labelled pixel within the radius (first in raster order on a tie)
+                best = r2max + 1
+                best_pos = h * w
+                owner = 0
+                for t in range(offs.shape[0]):
+                    ii = i + offs[t, 0]
+                    jj = j + offs[t, 1]
+                    if ii < 0 or ii >= h or jj < 0 or jj >= w:
+                        continue
+                    lab = labels[ii, jj]
+                    if lab == 0:
+                        continue
+                    d2 = offs[t, 0] * offs[t, 0] + offs[t, 1] * offs[t, 1]
+                    pos = ii * w + jj
+                    if d2 < best or (d2 == best and pos < best_pos):
+                        best = d2
+                        best_pos = pos
+                        owner = lab
+                if owner == k:
+                    out[k, 0] += 1.0
+                    out[k, 1] += a[i, j]
+                    out[k, 2] += b[i, j]
+                    out[k, 3] += c[i, j]
+    return out
+
+
+def ring_sums(labels: np.ndarray, n: int, radius: float, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Per label ``1..n``, the pixel count and the sums of ``a``, ``b``, ``c`` over its ring:
+    the unlabelled pixels within Euclidean ``radius`` whose nearest labelled pixel is that
+    label's (first in raster order on a tie) -- what :func:`paint_nearest` would give it,
+    computed in windows around each label instead of over the whole image
+    (float64[n + 1, 4], row 0 unused)."""
+    labels = np.ascontiguousarray(labels, np.int32)
+    boxes = label_bboxes(labels, n)
+    arrs = [np.ascontiguousarray(v, np.float64) for v in (a, b, c)]
+    return _ring_sums(labels, boxes, disk_offsets(radius), np.int64(np.floor(radius * radius + 1e-9)), *arrs)
 
 
 def label_bboxes(labels: np.ndarray, n: int) -> np.ndarray:

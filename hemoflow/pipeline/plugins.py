@@ -1,5 +1,6 @@
 """Worker plugins: warm the Numba kernels when a worker starts, so no task pays for
-compilation (the kernels load from Numba's on-disk cache)."""
+compilation (the kernels load from Numba's on-disk cache), and keep large temporary arrays
+in the heap (:func:`hemoflow.kernels._malloc.tune_malloc`)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ class KernelWarmup(WorkerPlugin):
 
     def setup(self, worker) -> None:
         from hemoflow import kernels
+        from hemoflow.kernels._malloc import tune_malloc
 
         t0 = time.perf_counter()
+        worker.hemoflow_malloc_tuned = tune_malloc()
         kernels.warmup()
         _warm_stages()
         worker.hemoflow_kernel_warmup_s = time.perf_counter() - t0

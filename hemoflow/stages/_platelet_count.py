@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import chamfer_distance, label_bboxes, paint_nearest, renumber_raster
+from hemoflow.kernels._smear import chamfer_distance, label_bboxes, renumber_raster, ring_sums
 
 __all__ = ["candidate_features", "keep_platelets", "FEATURES"]
 
@@ -92,8 +92,8 @@ def candidate_features(
 ) -> np.ndarray:
     """Feature matrix ``float64[n, len(FEATURES)]`` of candidates ``1..n`` (working px).
 
-    Candidates are small and sparse, so everything but the ring painting and the WBC
-    distance works on the candidates' (and rings') pixel lists, not on whole images.
+    Candidates are small and sparse, so everything works on their pixel lists or in
+    windows around them (and around WBCs), not on whole images.
     """
     if n == 0:
         return np.zeros((0, len(FEATURES)))
@@ -108,12 +108,10 @@ def candidate_features(
     area, mean_nuc, mean_cell = _means(lab, n, nuc_v, cell.ravel()[idx])
     peak = np.zeros(n + 1)
     np.maximum.at(peak, lab, np.clip(nuc_v * 1000.0, 0, None).astype(np.int32) / 1000.0)
-    grown = paint_nearest(labels, 1.0 * um).ravel()
-    ridx = np.flatnonzero(grown)
-    ridx = ridx[flat[ridx] == 0]  # the ring: painted pixels outside every candidate
-    _, ring_nuc, ring_rbc, ring_cell = _means(
-        grown[ridx], n, nucleus.ravel()[ridx], cell_mask.ravel()[ridx], cell.ravel()[ridx]
-    )
+    # the ring: unlabelled pixels within 1 µm whose nearest candidate pixel is this one's
+    rs = ring_sums(labels, n, 1.0 * um, nucleus, cell_mask, cell)
+    den = np.maximum(rs[:, 0], 1.0)
+    ring_nuc, ring_rbc, ring_cell = rs[:, 1] / den, rs[:, 2] / den, rs[:, 3] / den
     dist = _wbc_distance(labels, n, wbc_mask, um)
     border = np.zeros(n + 1, bool)
     for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):

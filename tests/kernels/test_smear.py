@@ -18,3 +18,21 @@ def test_label_bboxes_matches_find_objects():
         assert boxes.shape == (n + 1, 4)
         assert [bbox_slices(r) for r in boxes[1:]] == ndi.find_objects(a, max_label=n)
     assert [bbox_slices(r) for r in label_bboxes(np.zeros((3, 3), np.int32), 2)[1:]] == [None, None]
+
+
+def test_ring_sums_match_paint_nearest():
+    from hemoflow.kernels import label
+    from hemoflow.kernels._smear import paint_nearest, ring_sums
+
+    rng = np.random.default_rng(1)
+    for radius in (1.0, 2.0, 3.5):
+        m = rng.random((70, 90)) < 0.06
+        lab, n = label(m, connectivity=2)
+        a, b, c = (rng.random(lab.shape) for _ in range(3))
+        got = ring_sums(lab, n, radius, a, b, c)
+        grown = paint_nearest(lab, radius)
+        ring = (grown > 0) & (lab == 0)
+        want = np.zeros((n + 1, 4))
+        for col, v in enumerate((np.ones_like(a), a, b, c)):
+            want[:, col] = np.bincount(grown[ring], weights=v[ring], minlength=n + 1)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
