@@ -40,7 +40,7 @@ from hemoflow.classify.data import (  # noqa: E402
     synthetic_source,
 )
 from hemoflow.classify.metrics import format_metrics  # noqa: E402
-from hemoflow.classify.model import load_model  # noqa: E402
+from hemoflow.classify.model import DEFAULT_ARCH, load_model  # noqa: E402
 from hemoflow.classify.train import train_from_folder  # noqa: E402
 from hemoflow.classify.transforms import AugmentParams  # noqa: E402
 
@@ -87,6 +87,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epoch-offset", type=int, default=None,
                     help="number the epochs from here (default: the epochs already done by --init, else 0)")
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
+    ap.add_argument("--widths", type=int, nargs=4, default=None,
+                    help="channels of the stem and the 3 residual stages (default: DEFAULT_ARCH's)")
+    ap.add_argument("--stem-convs", type=int, choices=(1, 2), default=None, help="convolutions in the stem")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -108,6 +111,13 @@ def main(argv=None) -> int:
         val_sources.append(synth_val)
         if not args.no_blast:
             classes.append("blast")
+    arch = None  # the library default (DEFAULT_ARCH)
+    if args.widths is not None or args.stem_convs is not None:
+        arch = dict(DEFAULT_ARCH)
+        if args.widths is not None:
+            arch["widths"] = list(args.widths)
+        if args.stem_convs is not None:
+            arch["stem_convs"] = args.stem_convs
     init_kw = {}
     if args.init is not None:
         init = load_model(args.init)
@@ -121,7 +131,7 @@ def main(argv=None) -> int:
         args.data / "pbc_train", args.out, epochs=args.epochs, seed=args.seed, mpp=PBC_TRAIN_MPP,
         io_mpp=args.io_mpp, classes=classes, exclude=held, extra_sources=extra, val_sources=val_sources,
         threads=args.threads, num_workers=args.workers, samples_per_epoch=args.samples_per_epoch, progress=True,
-        augment=AugmentParams(od_scale=args.od_scale, od_shift=args.od_shift), lr=args.lr, **init_kw,
+        augment=AugmentParams(od_scale=args.od_scale, od_shift=args.od_shift), lr=args.lr, arch=arch, **init_kw,
     )
     wall = time.perf_counter() - t0
     clf = load_model(args.out)
