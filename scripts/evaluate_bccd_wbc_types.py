@@ -6,6 +6,9 @@ fields labelled with two types are skipped) and exactly one detected WBC, and pr
 agreement and the confusion matrix. BCCD is another microscope and stain than the PBC
 cells the model was trained on, so this measures domain transfer.
 
+Agreement is also given for the dev fields and for the self-holdout quarter (the fields a
+model trained with ``scripts/train_wbc.py --bccd`` never saw).
+
 The pixel size is estimated once for the folder (the median of the per-field estimates,
 as ``hemoflow analyze`` does with several images); ``--mpp`` gives it, ``--mpp-per-image``
 estimates each field alone.
@@ -30,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--mpp", type=float, default=None)
     ap.add_argument("--mpp-per-image", action="store_true")
+    ap.add_argument("--model", type=Path, default=None, help="weights file (default: the shipped model)")
     args = ap.parse_args(argv)
 
     from hemoflow.analyze import analyze_image, estimate_shared_mpp
@@ -43,8 +47,15 @@ def main(argv=None) -> int:
     if mpp is None and not args.mpp_per_image:
         mpp, n = estimate_shared_mpp(sorted((args.data_dir / "JPEGImages").glob("*.jpg")))
         print(f"pixel size {mpp:.4f} um/px (median estimate over {n} fields)")
-    clf = load_default_model()
-    pairs, skipped = [], Counter()
+    if args.model is not None:
+        from hemoflow.classify.model import load_model
+
+        clf = load_model(args.model)
+    else:
+        clf = load_default_model()
+    from hemoflow.classify.data import bccd_self_holdout
+
+    pairs, skipped, part = [], Counter(), []
     for row in counts.itertuples():
         res = analyze_image(args.data_dir / "JPEGImages" / f"{row.image}.jpg", classifier=clf, mpp=mpp)
         wbcs = [c for c in res["cells"] if c["cls"] == "wbc"]
@@ -52,12 +63,18 @@ def main(argv=None) -> int:
             skipped[f"{len(wbcs)} WBC detected"] += 1
             continue
         pairs.append((row.wbc_type_kaggle.lower(), wbcs[0]["wbc_type"]))
+        part.append(bccd_self_holdout(row.image))
     if not pairs:
         print("no field with one detected WBC", file=sys.stderr)
         return 1
     agree = sum(t == p for t, p in pairs)
     print(f"BCCD WBC type agreement with wbc_type_kaggle: {agree}/{len(pairs)} = {100 * agree / len(pairs):.1f}% "
           f"(skipped: {dict(skipped)})")
+    for name, sel in (("dev", False), ("self-holdout", True)):
+        sub = [pr for pr, h in zip(pairs, part) if h == sel]
+        if sub:
+            a = sum(t == p for t, p in sub)
+            print(f"  {name}: {a}/{len(sub)} = {100 * a / len(sub):.1f}%")
     truth = sorted({t for t, _ in pairs})
     preds = sorted({p for _, p in pairs})
     print("rows = Kaggle label, columns = hemoflow")

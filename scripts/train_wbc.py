@@ -6,7 +6,10 @@ Data (see hemoflow/classify/weights/MODEL_CARD.md):
 - ``DATA/pbc``: PBC originals at ~0.1 µm/px (a second capture path of the same cells), minus
   a fixed 20 % (30 per class, smallest sha256) held out for validation;
 - synthetic WBCs cut from ``hemoflow.synth.synth_field`` fields (adds the class "blast"),
-  when that module is available and ``--synth-fields`` > 0.
+  when that module is available and ``--synth-fields`` > 0;
+- with ``--bccd DIR``: the WBCs hemoflow finds on the dev fields of a BCCD-layout folder,
+  labelled with their Kaggle type (another microscope and stain; the self-holdout quarter
+  of the fields is a validation source, never trained on).
 
 Usage::
 
@@ -87,9 +90,14 @@ def main(argv=None) -> int:
     ap.add_argument("--epoch-offset", type=int, default=None,
                     help="number the epochs from here (default: the epochs already done by --init, else 0)")
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
-    ap.add_argument("--widths", type=int, nargs=4, default=None,
-                    help="channels of the stem and the 3 residual stages (default: DEFAULT_ARCH's)")
-    ap.add_argument("--stem-convs", type=int, choices=(1, 2), default=None, help="convolutions in the stem")
+    ap.add_argument("--bccd", type=Path, default=None,
+                    help="also train on the WBCs of this BCCD-layout folder's dev fields (Kaggle type labels; "
+                    "the self-holdout quarter becomes a validation source); default DATA/bccd when present")
+    ap.add_argument("--no-bccd", action="store_true", help="do not train on BCCD cells")
+    ap.add_argument("--bccd-weight", type=float, default=0.5)
+    ap.add_argument("--widths", type=int, nargs=4, default=[32, 48, 96, 192],
+                    help="channels of the stem and the 3 residual stages")
+    ap.add_argument("--stem-convs", type=int, choices=(1, 2), default=2, help="convolutions in the stem")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -111,19 +119,29 @@ def main(argv=None) -> int:
         val_sources.append(synth_val)
         if not args.no_blast:
             classes.append("blast")
-    arch = None  # the library default (DEFAULT_ARCH)
-    if args.widths is not None or args.stem_convs is not None:
-        arch = dict(DEFAULT_ARCH)
-        if args.widths is not None:
-            arch["widths"] = list(args.widths)
-        if args.stem_convs is not None:
-            arch["stem_convs"] = args.stem_convs
+    arch = {**DEFAULT_ARCH, "widths": list(args.widths), "stem_convs": args.stem_convs}
+    if args.bccd is None and not args.no_bccd and (args.data / "bccd" / "counts.csv").exists():
+        args.bccd = args.data / "bccd"
+    if args.no_bccd:
+        args.bccd = None
+    if args.bccd is not None:
+        from hemoflow.analyze import estimate_shared_mpp
+        from hemoflow.classify.data import bccd_source
+
+        bmpp, nb = estimate_shared_mpp(sorted((args.bccd / "JPEGImages").glob("*.jpg")))
+        bccd_train = bccd_source(args.bccd, mpp=bmpp, split="dev", weight=args.bccd_weight)
+        bccd_val = bccd_source(args.bccd, mpp=bmpp, split="self-holdout")
+        print(f"BCCD at {bmpp:.4f} um/px (pooled over {nb} fields): {len(bccd_train)} train / "
+              f"{len(bccd_val)} val WBCs ({time.perf_counter() - t0:.0f} s)", flush=True)
+        extra.append(bccd_train)
+        val_sources.append(bccd_val)
     init_kw = {}
     if args.init is not None:
         init = load_model(args.init)
         done = init.metadata["training"]
         offset = args.epoch_offset if args.epoch_offset is not None else int(done.get("epoch_offset", 0)) + int(done["epochs"])
         init_kw = {"init_state": init.network.state_dict(), "epoch_offset": offset}
+        arch = json.loads(args.init.with_suffix(".json").read_text())["arch"]  # continue the same network
         print(f"continuing from {args.init} (sha256 {init.sha256[:16]}...), epochs numbered from {offset}")
     elif args.epoch_offset:
         init_kw = {"epoch_offset": args.epoch_offset}

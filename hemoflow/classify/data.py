@@ -26,6 +26,8 @@ __all__ = [
     "folder_sha256",
     "pbc_holdout",
     "synthetic_source",
+    "bccd_source",
+    "bccd_self_holdout",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,6 +170,59 @@ def synthetic_source(
         weight,
         h.hexdigest(),
         {"generator": "hemoflow.synth.synth_field", "seeds": [seed, seed + n_fields - 1], "field_shape": list(shape)},
+    )
+
+
+def bccd_self_holdout(image: str) -> bool:
+    """The deterministic ~25 % of BCCD fields never used for fitting or training (first
+    SHA-256 byte of the name < 64), the same split as ``scripts/evaluate_counts.py``."""
+    return hashlib.sha256(image.encode()).digest()[0] < 64
+
+
+def bccd_source(
+    bccd_dir: str | Path,
+    *,
+    mpp: float,
+    split: str = "dev",
+    weight: float = 1.0,
+    fov_um: float = 36.0,
+) -> CellSource:
+    """WBCs of BCCD fields labelled with one Kaggle type (``counts.csv``'s
+    ``wbc_type_kaggle``), where hemoflow's segmentation finds exactly one WBC.
+
+    Each becomes a ``fov_um`` square around the detected centroid (background-padded at the
+    field edge) at the fields' pixel size ``mpp`` (give the pooled estimate, as
+    ``hemoflow analyze`` uses it). ``split``: "dev" (fields outside the self-holdout),
+    "self-holdout", or "all".
+    """
+    from hemoflow.analyze import analyze_image, read_image
+
+    if split not in ("dev", "self-holdout", "all"):
+        raise HemoflowError(f"split must be dev, self-holdout or all, got {split!r}")
+    root = Path(bccd_dir)
+    counts = pd.read_csv(root / "counts.csv", dtype=str, keep_default_na=False)
+    counts = counts[counts["wbc_type_kaggle"].str.fullmatch(r"[A-Z]+")]
+    side = int(round(fov_um / mpp))
+    images, labels, names = [], [], []
+    for name, kaggle in zip(counts["image"], counts["wbc_type_kaggle"]):
+        if split != "all" and bccd_self_holdout(name) != (split == "self-holdout"):
+            continue
+        path = root / "JPEGImages" / f"{name}.jpg"
+        res = analyze_image(path, mpp=mpp)
+        wbcs = [c for c in res["cells"] if c["cls"] == "wbc"]
+        if len(wbcs) != 1:
+            continue
+        rgb = read_image(path)
+        fill = np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8)
+        images.append(_cut(rgb, int(round(wbcs[0]["y"])), int(round(wbcs[0]["x"])), side, fill))
+        labels.append(kaggle.lower())
+        names.append(name)
+    h = hashlib.sha256((root / "counts.csv").read_bytes())
+    for n in names:
+        h.update(n.encode() + b"\0" + hashlib.sha256((root / "JPEGImages" / f"{n}.jpg").read_bytes()).digest())
+    return CellSource(
+        f"bccd_{split}", images, labels, float(mpp), weight, h.hexdigest(),
+        {"fields": len(names), "split": split, "labels": "counts.csv wbc_type_kaggle", "fov_um": fov_um},
     )
 
 
