@@ -6,9 +6,10 @@ crops are waiting:
 
 1. ``prepare_slide`` per slide (hash, ledger check, ingest, calibrate, plan tiles);
 2. ``run_tile`` per tile, as soon as its slide is planned (earlier slides first);
-3. ``classify_batch`` over groups of finished tiles, from any slides, sized so a batch
-   holds about ``batch_size`` crops; it needs the worker resource ``GPU`` when any
-   worker offers it, and runs on CPU workers otherwise;
+3. ``classify_batch`` over groups of finished tiles, from any slides, sized so a task
+   holds about ``batch_size`` crops (``GPU_POOL_BATCHES`` times that when a GPU worker
+   exists); it needs the worker resource ``GPU`` when any worker offers it, and runs on
+   CPU workers otherwise;
 4. ``finalize_slide`` once a slide's tiles and their batches are done (writes
    ``cells.parquet``, then the ledger marker);
 5. ``summarize_patient_cells`` per patient, then ``slides.json``, ``patients.json``
@@ -43,6 +44,12 @@ from hemoflow.pipeline import tasks
 log = logging.getLogger(__name__)
 
 __all__ = ["JobRunner", "gpu_workers"]
+
+#: With a GPU worker, a classify task pools this many ``batch_size`` batches of crops: per
+#: task costs (concatenating crops, transfers, labels) dominate small tasks. On one H100,
+#: ``benchmarks/classify.py --worker`` measured 37-42k cells/s with 512 crops per task and
+#: 53-59k with 4096 (docs/performance.md).
+GPU_POOL_BATCHES = 8
 
 
 def gpu_workers(client) -> list[str]:
@@ -316,7 +323,8 @@ class JobRunner:
                     self._bump(wbc_classified=res["n"], cells=res["n_cells"], tiles_resumed=res.get("n_resumed", 0))
                     per_tile = res["n"] / max(1, len(batch))
                     if per_tile > 0:
-                        tiles_per_batch = max(1, min(256, math.ceil(self.config.batch_size / per_tile)))
+                        target = self.config.batch_size * (GPU_POOL_BATCHES if gpu else 1)
+                        tiles_per_batch = max(1, min(256, math.ceil(target / per_tile)))
                 for sid in {b[0] for b in batch}:
                     maybe_finalize(sid)
             elif kind[0] == "finalize":
