@@ -19,6 +19,6 @@ python3 -c "import torch, numpy, numba, skimage, dask, distributed, zarr; print(
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/classify/test_classify_contract.py 2>&1 | tail -4
 timeout ${CLASSIFY_TIMEOUT:-240} python3 benchmarks/classify.py --no-cpu --gpu-n 32768 --repeats 2 --worker \
   --json "$OUT/classify.json" 2>&1 | grep -v Warning | tee "$OUT/classify.log"
-[ "${SLIDE_TIMEOUT:-270}" = 0 ] && exit 0  # SLIDE_TIMEOUT=0: classifier only
-timeout ${SLIDE_TIMEOUT:-270} python3 benchmarks/slide_throughput.py --workers 1 2 8 --no-classify \
+[ "${SLIDE_TIMEOUT:-300}" = 0 ] && exit 0  # SLIDE_TIMEOUT=0: classifier only
+timeout ${SLIDE_TIMEOUT:-300} python3 benchmarks/slide_throughput.py --workers 1 2 8 --no-classify --skimage-tiles 1 \
   --workdir /tmp/bench --json "$OUT/slide.json" 2>&1 | tee "$OUT/slide.log" | tail -25
