@@ -207,12 +207,10 @@ def bccd_source(
     for name, kaggle in zip(counts["image"], counts["wbc_type_kaggle"]):
         if split != "all" and bccd_self_holdout(name) != (split == "self-holdout"):
             continue
-        path = root / "JPEGImages" / f"{name}.jpg"
-        res = analyze_image(path, mpp=mpp)
-        wbcs = [c for c in res["cells"] if c["cls"] == "wbc"]
+        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
+        wbcs = [c for c in analyze_image(rgb, mpp=mpp, name=name)["cells"] if c["cls"] == "wbc"]
         if len(wbcs) != 1:
             continue
-        rgb = read_image(path)
         fill = np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8)
         images.append(_cut(rgb, int(round(wbcs[0]["y"])), int(round(wbcs[0]["x"])), side, fill))
         labels.append(kaggle.lower())

@@ -207,22 +207,11 @@ def _collect(data_dir, names, params, mpp):
 
 def _main(argv=None) -> int:
     """Fit the platelet candidate model on the development split and write ``_platelet_model.py``."""
-    import argparse
-    from pathlib import Path
-
     from hemoflow.stages import SegmentParams
-    from hemoflow.stages._rbc_count import _fitting_names, _pooled_mpp, _write_model, fit
+    from hemoflow.stages._rbc_count import _fitting_cli, _write_model, fit
 
-    ap = argparse.ArgumentParser(description=_main.__doc__)
-    ap.add_argument("data_dir", type=Path, help="BCCD-layout folder with txl_reannotations/")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("_platelet_model.py"))
-    ap.add_argument("--l2", type=float, default=1e-2)
-    ap.add_argument("--mpp", type=float, default=None,
-                    help="pixel size of every image (default: the median estimate over all the folder's images)")
-    args = ap.parse_args(argv)
-    names = _fitting_names(args.data_dir, "platelets_txl")
-    mpp = args.mpp if args.mpp is not None else _pooled_mpp(args.data_dir)
-    print(f"pixel size {mpp:.5f} um/px")
+    args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="_platelet_model.py", l2=1e-2,
+                                    column="platelets_txl")
     xs, ys = _collect(args.data_dir, names, SegmentParams(platelet_count_model=True), mpp)
     x, y = np.concatenate(xs), np.concatenate(ys)
     coef, mean, std = fit(x, y, l2=args.l2, n_classes=2)

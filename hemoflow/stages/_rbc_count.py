@@ -258,24 +258,31 @@ def _write_model(path, doc: str, mean, std, coef) -> None:
         fh.write(f"COEF = {np.round(coef, 8).tolist()!r}\n")
 
 
-def _main(argv=None) -> int:
-    """Fit the basin-count model on the development split and write ``_rbc_model.py``."""
+def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: str):
+    """Arguments of a count-model fitting command: ``(args, fitting image names, mpp)``."""
     import argparse
     from pathlib import Path
 
-    from hemoflow.stages import SegmentParams
-
-    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("data_dir", type=Path, help="BCCD-layout folder with txl_reannotations/")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("_rbc_model.py"))
-    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name(out_name))
+    ap.add_argument("--l2", type=float, default=l2)
     ap.add_argument("--mpp", type=float, default=None,
                     help="pixel size of every image (default: the median estimate over all the folder's "
                     "images, as `hemoflow analyze` and scripts/evaluate_counts.py pool it)")
     args = ap.parse_args(argv)
-    names = _fitting_names(args.data_dir, "rbc_txl")
+    names = _fitting_names(args.data_dir, column)
     mpp = args.mpp if args.mpp is not None else _pooled_mpp(args.data_dir)
     print(f"pixel size {mpp:.5f} um/px")
+    return args, names, mpp
+
+
+def _main(argv=None) -> int:
+    """Fit the basin-count model on the development split and write ``_rbc_model.py``."""
+    from hemoflow.stages import SegmentParams
+
+    args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="_rbc_model.py", l2=1e-3,
+                                    column="rbc_txl")
     xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True), mpp=mpp)
     x, y = np.concatenate(xs), np.concatenate(ys)
     coef, mean, std = fit(x, y, l2=args.l2)
