@@ -35,6 +35,10 @@ def main(argv=None) -> int:
     ap.add_argument("--mpp-per-image", action="store_true")
     ap.add_argument("--model", type=Path, default=None, help="weights file (default: the shipped model)")
     args = ap.parse_args(argv)
+    if not (args.data_dir / "counts.csv").exists():
+        ap.error(f"{args.data_dir} is not a BCCD-layout folder (counts.csv is missing)")
+    if args.model is not None and not args.model.is_file():
+        ap.error(f"--model {args.model}: no such weights file")
 
     from hemoflow.analyze import analyze_image, estimate_shared_mpp
     from hemoflow.classify.model import load_default_model

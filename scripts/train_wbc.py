@@ -124,6 +124,8 @@ def main(argv=None) -> int:
         args.bccd = args.data / "bccd"
     if args.no_bccd:
         args.bccd = None
+    if args.bccd is not None and not (args.bccd / "counts.csv").exists():
+        ap.error(f"--bccd {args.bccd}: not a BCCD-layout folder (counts.csv is missing)")
     if args.bccd is not None:
         from hemoflow.analyze import estimate_shared_mpp
         from hemoflow.classify.data import bccd_source

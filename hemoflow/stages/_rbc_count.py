@@ -271,6 +271,9 @@ def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: st
                     help="pixel size of every image (default: the median estimate over all the folder's "
                     "images, as `hemoflow analyze` and scripts/evaluate_counts.py pool it)")
     args = ap.parse_args(argv)
+    for need in ("counts.csv", "txl_reannotations", "JPEGImages"):
+        if not (args.data_dir / need).exists():
+            ap.error(f"{args.data_dir} is not a BCCD-layout folder: {need} is missing")
     names = _fitting_names(args.data_dir, column)
     mpp = args.mpp if args.mpp is not None else _pooled_mpp(args.data_dir)
     print(f"pixel size {mpp:.5f} um/px")
