@@ -51,7 +51,7 @@ def disk_offsets(radius: float) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _stain_planes(rgb, f, lut, bg, green_minus_red, smooth):
+def _stain_planes(rgb, f, lut, bg, green_minus_red, smooth, od):
     h, w = rgb.shape[0], rgb.shape[1]
     hp = (h + f - 1) // f
     wp = (w + f - 1) // f
@@ -96,6 +96,10 @@ def _stain_planes(rgb, f, lut, bg, green_minus_red, smooth):
             else:
                 cell[i, j] = o1
             nuc[i, j] = o0 - o2
+            if od.shape[1]:
+                od[0, i, j] = o0
+                od[1, i, j] = o1
+                od[2, i, j] = o2
     if smooth:
         cell = _binomial3(cell)
         nuc = _binomial3(nuc)
@@ -121,13 +125,15 @@ def _binomial3(a):
     return out
 
 
-def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: bool = True, smooth: bool = False):
+def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: bool = True, smooth: bool = False,
+                 od: bool = False):
     """Block-average ``rgb`` (uint8[H, W, 3]) by ``factor`` and return ``(cell, nucleus)``.
 
     ``OD_c = log(background_c / max(mean_c, 1))``; cell = ``OD_g - OD_r`` (or ``OD_g``),
     nucleus = ``OD_r - OD_b``, float32 of shape ``(ceil(H/f), ceil(W/f))``. Blocks are
     anchored at pixel (0, 0); partial blocks at the bottom/right edge average the pixels
-    they hold. ``smooth`` applies a 3x3 binomial filter at the working scale.
+    they hold. ``smooth`` applies a 3x3 binomial filter at the working scale. ``od=True``
+    also returns the three unsmoothed optical densities, float32[3, h, w], as a third value.
     """
     rgb = np.ascontiguousarray(rgb, np.uint8)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -137,7 +143,10 @@ def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: b
     nn = f * f
     s = np.arange(255 * nn + 1, dtype=np.float64)
     lut = np.log(bg[:, None] / np.maximum(s[None, :] / nn, 1.0)).astype(np.float32)
-    return _stain_planes(rgb, f, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth))
+    hp, wp = -(-rgb.shape[0] // f), -(-rgb.shape[1] // f)
+    out = np.empty((3, hp, wp) if od else (3, 0, 0), np.float32)
+    cell, nuc = _stain_planes(rgb, f, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth), out)
+    return (cell, nuc, out) if od else (cell, nuc)
 
 
 def binomial3(a: np.ndarray) -> np.ndarray:
@@ -575,3 +584,31 @@ def renumber_raster(labels: np.ndarray, lut: np.ndarray | None = None) -> tuple[
     if lut is None:
         lut = np.arange(int(labels.max()) + 1 if labels.size else 1, dtype=np.int64)
     return _renumber(labels, np.ascontiguousarray(lut, np.int64))
+
+
+@njit(cache=True, nogil=True)
+def _label_edges(lab):
+    h, w = lab.shape
+    out = np.zeros((h, w), np.int32)
+    for i in range(h):
+        for j in range(w):
+            v = lab[i, j]
+            if v == 0:
+                continue
+            if (
+                (i > 0 and lab[i - 1, j] != v)
+                or (i < h - 1 and lab[i + 1, j] != v)
+                or (j > 0 and lab[i, j - 1] != v)
+                or (j < w - 1 and lab[i, j + 1] != v)
+            ):
+                out[i, j] = v
+    return out
+
+
+def grow_labels(labels: np.ndarray, radius: float) -> np.ndarray:
+    """``labels`` with every background pixel within Euclidean ``radius`` of a label
+    given the nearest label (grown from the labels' edge pixels only, which is where the
+    nearest label pixel of a background pixel always lies)."""
+    labels = np.ascontiguousarray(labels, np.int32)
+    grown = paint_nearest(_label_edges(labels), radius)
+    return np.where(labels > 0, labels, grown)

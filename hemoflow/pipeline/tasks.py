@@ -19,7 +19,7 @@ import numpy as np
 from hemoflow.config import JobConfig
 from hemoflow.jobs.ledger import Ledger, slide_key, tile_key, work_key
 from hemoflow.jobs.manifest import SlideEntry
-from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_pixels, plan_tiles
+from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_pixels, plan_tiles, window_align
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,9 @@ def _plan_slide(entry: SlideEntry, out_url: str, config: JobConfig, params: Any,
         margin_um=4.0,
         crop_px=crop.size * crop.mpp / mpp,
     )
-    # Windows must start on the working-scale grid so block averaging lines up.
-    f = int(calibration.downsample)
+    # Windows must start on the working-scale grid so block averaging lines up, and on
+    # the red-cell density model's grid (4 working px) so its output does too.
+    f = int(calibration.downsample) * window_align(params)
     tiles = plan_tiles((h, w), _round_up(config.tile_size, f), _round_up(int(np.ceil(halo)), f))
     return SlidePlan(entry, "ready", zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
                      calibration=calibration, tiles=tiles)

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Tile", "plan_tiles", "halo_pixels", "own_cells", "analyze_window", "analyze_tiled"]
+__all__ = ["Tile", "plan_tiles", "window_align", "halo_pixels", "own_cells", "analyze_window", "analyze_tiled"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,15 @@ def halo_pixels(mpp: float, *, max_cell_diameter_um: float, margin_um: float, cr
     """Halo (px) so a cell owned by a core, its filter footprint and its crop fit the window."""
     cell = (max_cell_diameter_um + margin_um) / mpp
     return int(math.ceil(max(cell, crop_px / 2.0 + 2.0)))
+
+
+def window_align(params) -> int:
+    """Working pixels a window's origin must be a multiple of: the red-cell density grid
+    (:data:`hemoflow.stages._rbc_density.ALIGN`) when that model is used, else 1."""
+    from hemoflow.stages._rbc_density import ALIGN
+
+    use = getattr(params, "rbc_count_model", False) and getattr(params, "rbc_density_model", False)
+    return ALIGN if use else 1
 
 
 def own_cells(table: dict[str, np.ndarray], tile: Tile) -> np.ndarray:
@@ -134,7 +143,8 @@ def analyze_tiled(image: np.ndarray, *, tile_size: int, halo: int, mpp: float, c
     Cells come back in tile order, then in each tile's own order; sort by ``(y, x)``
     to compare tilings.
     """
-    tiles = plan_tiles(image.shape[:2], tile_size, halo, align=int(getattr(calibration, "downsample", 1)))
+    align = int(getattr(calibration, "downsample", 1)) * window_align(params)
+    tiles = plan_tiles(image.shape[:2], tile_size, halo, align=align)
     tables, crops = [], []
     for t, win in iter_windows(image, tiles):
         tab, cr = analyze_window(win, t, mpp=mpp, calibration=calibration, params=params, crop=crop)

@@ -40,6 +40,15 @@ FEATURES = (
     "border_log_area",
 )
 N_CLASSES = 4
+#: Extra features of the density-aware model: the basin's red-cell density mass
+#: (:mod:`hemoflow.stages._rbc_density`) and its log.
+MASS_FEATURES = ("mass", "log_mass")
+
+
+def mass_features(mass: np.ndarray) -> np.ndarray:
+    """``float64[n, 2]``: the basins' density mass and ``log(mass + 0.05)``."""
+    m = np.maximum(np.asarray(mass, np.float64), 0.0)
+    return np.stack([m, np.log(m + 0.05)], axis=1)
 
 
 def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px: float) -> np.ndarray:
@@ -78,10 +87,17 @@ def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px:
     )
 
 
-def predict_counts(features: np.ndarray, coef: np.ndarray | None = None) -> np.ndarray:
-    """Most probable cell count (0..3) per basin under the shipped (or given) model."""
+def predict_counts(features: np.ndarray, coef: np.ndarray | None = None, *, density: bool = False) -> np.ndarray:
+    """Most probable cell count (0..3) per basin under the shipped (or given) model.
+
+    ``density``: the shipped density-aware model, whose features end with
+    :data:`MASS_FEATURES`.
+    """
     if coef is None:
-        from hemoflow.stages._rbc_model import COEF, MEAN, STD
+        if density:
+            from hemoflow.stages._rbc_model_density import COEF, MEAN, STD
+        else:
+            from hemoflow.stages._rbc_model import COEF, MEAN, STD
 
         coef = np.asarray(COEF)
         z = (features - np.asarray(MEAN)) / np.asarray(STD)
@@ -178,12 +194,22 @@ def fit(features: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, iters: i
     return coef, mean, std
 
 
-def _collect(data_dir, names, params, mpp=None):
-    """Basin features and box-centre counts of the named images of a BCCD-layout folder."""
+def _collect(data_dir, names, params, mpp=None, density_folds=None):
+    """Basin features and box-centre counts of the named images of a BCCD-layout folder.
+
+    ``density_folds``: a folder written by ``scripts/train_rbc_density.py --folds-dir``;
+    each image's basins then also get :data:`MASS_FEATURES` from the density model of
+    the fold that did not train on that image (out-of-fold, as on unseen fields).
+    """
+    import json
     from pathlib import Path
 
     from hemoflow.analyze import read_image
+    from hemoflow.kernels._smear import stain_planes
     from hemoflow.stages import field as F
+    from hemoflow.stages._rbc_density import basin_mass, rbc_density
+
+    fold_of = json.loads((Path(density_folds) / "folds.json").read_text()) if density_folds else None
 
     xs, ys, per_image = [], [], []
     captured = {}
@@ -200,6 +226,13 @@ def _collect(data_dir, names, params, mpp=None):
         f = int(cal.downsample)
         F._segment(rgb, cal, params, px_um=cal.mpp * f, count_basins=capture)
         rbc, n, feats = captured["v"]
+        if fold_of is not None:
+            if name not in fold_of:
+                raise KeyError(f"{name} has no out-of-fold density model in {density_folds}")
+            _, _, od = stain_planes(rgb, f, cal.background, od=True)
+            dens = rbc_density(od, path=str(Path(density_folds) / fold_of[name]))
+            reach = params.rbc_density_reach_um / (cal.mpp * f)
+            feats = np.hstack([feats, mass_features(basin_mass(rbc, n, dens, reach_px=reach))])
         counts = np.zeros(n + 1, np.int64)
         if n:
             d, (iy, ix) = ndi.distance_transform_edt(rbc == 0, return_indices=True)
@@ -258,7 +291,7 @@ def _write_model(path, doc: str, mean, std, coef) -> None:
         fh.write(f"COEF = {np.round(coef, 8).tolist()!r}\n")
 
 
-def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: str):
+def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: str, density: bool = False):
     """Arguments of a count-model fitting command: ``(args, fitting image names, mpp)``."""
     import argparse
     from pathlib import Path
@@ -270,6 +303,10 @@ def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: st
     ap.add_argument("--mpp", type=float, default=None,
                     help="pixel size of every image (default: the median estimate over all the folder's "
                     "images, as `hemoflow analyze` and scripts/evaluate_counts.py pool it)")
+    if density:
+        ap.add_argument("--density-folds", type=Path, default=None,
+                        help="fold models from `scripts/train_rbc_density.py --folds-dir`: fit the density-aware "
+                        "model (written to _rbc_model_density.py) instead of the shape-only one")
     args = ap.parse_args(argv)
     for need in ("counts.csv", "txl_reannotations", "JPEGImages"):
         if not (args.data_dir / need).exists():
@@ -285,8 +322,11 @@ def _main(argv=None) -> int:
     from hemoflow.stages import SegmentParams
 
     args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="_rbc_model.py", l2=1e-3,
-                                    column="rbc_txl")
-    xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True), mpp=mpp)
+                                    column="rbc_txl", density=True)
+    folds = args.density_folds
+    if folds is not None and args.out.name == "_rbc_model.py":
+        args.out = args.out.with_name("_rbc_model_density.py")
+    xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True), mpp=mpp, density_folds=folds)
     x, y = np.concatenate(xs), np.concatenate(ys)
     coef, mean, std = fit(x, y, l2=args.l2)
     pred = [predict_counts((a - mean) / std, coef).sum() for a in xs]
@@ -298,7 +338,8 @@ def _main(argv=None) -> int:
         "Coefficients of the RBC basin-count model (generated by\n"
         "``python -m hemoflow.stages._rbc_count DATA_DIR``; do not edit).\n\n"
         f"Fitted on {len(names)} development images ({len(x)} basins) at {mpp:.5f} um/px;\n"
-        f"features\n{FEATURES}, classes 0..{N_CLASSES - 1} cells.",
+        + (f"with out-of-fold density masses from {folds.name}/;\n" if folds is not None else "")
+        + f"features\n{FEATURES + (MASS_FEATURES if folds is not None else ())}, classes 0..{N_CLASSES - 1} cells.",
         mean, std, coef,
     )
     return 0

@@ -50,7 +50,8 @@ from hemoflow.kernels import label
 from hemoflow.kernels._smear import binomial3, chamfer_distance, stain_planes
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
-from hemoflow.stages._rbc_count import basin_features, predict_counts, split_basins
+from hemoflow.stages._rbc_count import basin_features, mass_features, predict_counts, split_basins
+from hemoflow.stages._rbc_density import basin_mass, rbc_density
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
 from hemoflow.stages.preprocess import CELL_CHANNELS, validate_rgb
@@ -139,6 +140,14 @@ class SegmentParams:
         Let the shipped per-basin model (:mod:`hemoflow.stages._rbc_count`) drop
         fragments and split clumps of 2-3 cells; False keeps every basin above the area
         floors below.
+    rbc_density_model : bool
+        With ``rbc_count_model``, give the basin model each basin's mass under the
+        shipped red-cell density network (:mod:`hemoflow.stages._rbc_density`), with
+        the coefficients fitted that way (``_rbc_model_density``). False: shape only.
+    rbc_density_reach_um : float
+        Density outside every basin but within this distance of one counts for the
+        nearest basin (the mass of a cell sits on its central pallor, often a hole in
+        the mask). 3 µm: 0.4 of an RBC diameter.
     rbc_min_area_frac : float
         RBC objects smaller than this fraction of a typical RBC area are dropped.
     rbc_border_min_area_frac : float
@@ -184,6 +193,8 @@ class SegmentParams:
     pallor_area_frac: float = 0.35
     split_depth_frac: float = 0.1
     rbc_count_model: bool = True
+    rbc_density_model: bool = True
+    rbc_density_reach_um: float = 3.0
     platelet_count_model: bool = True
     platelet_candidate_frac: float = 0.75
     close_um: float = 0.0
@@ -196,7 +207,8 @@ class SegmentParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model", "platelet_count_model"):
+            if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model", "platelet_count_model",
+                          "rbc_density_model"):
                 object.__setattr__(self, f.name, bool(v))
             elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
@@ -395,7 +407,7 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
         mpp = params.rbc_diameter_um / d_px
     mpp = _pos("mpp", mpp)
     factor = max(1, int(math.floor(params.work_mpp / mpp + 1e-6)))
-    cell, nuc = _planes(rgb, bg, factor, params)
+    cell, nuc, _ = _planes(rgb, bg, factor, params)
     t_cell, t_nuc = _thresholds(cell, nuc, params)
     return Calibration(
         background=bg,
@@ -419,7 +431,8 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
              keep_platelets=None):
     """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
     um = 1.0 / px_um  # working px per µm
-    cell, nuc = _planes(rgb, cal.background, int(cal.downsample), params)
+    density_counts = params.rbc_count_model and params.rbc_density_model and count_basins is _count_basins
+    cell, nuc, od = _planes(rgb, cal.background, int(cal.downsample), params, od=density_counts)
     rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
     cell_mask = open_disk(cell > cal.cell_threshold * params.cell_threshold_scale, max(0.4 * um, 1.0))
     if params.close_um > 0:
@@ -467,7 +480,13 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     if params.rbc_count_model:
         # the model decides which basins are cells, fragments, or clumps of 2-3 cells
         rbc, n_rbc = filter_small(rbc, n_rbc, min_area_px=max(0.02 * rbc_area, 2.0))
-        rbc, n_rbc = split_basins(rbc, count_basins(rbc, n_rbc, dist, rbc_area))
+        if density_counts:
+            mass = basin_mass(rbc, n_rbc, rbc_density(od), reach_px=params.rbc_density_reach_um * um)
+            feats = np.hstack([basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area), mass_features(mass)])
+            counts = predict_counts(feats, density=True)
+        else:
+            counts = count_basins(rbc, n_rbc, dist, rbc_area)
+        rbc, n_rbc = split_basins(rbc, counts)
     else:
         rbc, n_rbc = filter_small(
             rbc,
@@ -482,15 +501,17 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     return labels, classes
 
 
-def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams):
+def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams, *, od: bool = False):
     """Cell and nucleus scores at the working scale (block mean, then a 3x3 binomial on
-    the planes ``params.smooth`` / ``params.smooth_cell`` ask for)."""
-    cell, nuc = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red")
+    the planes ``params.smooth`` / ``params.smooth_cell`` ask for), and with ``od`` the
+    three optical-density planes (else None)."""
+    planes = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", od=od)
+    cell, nuc = planes[:2]
     if params.smooth_cell:
         cell = binomial3(cell)
     if params.smooth:
         nuc = binomial3(nuc)
-    return cell, nuc
+    return cell, nuc, (planes[2] if od else None)
 
 
 def analyze_field(

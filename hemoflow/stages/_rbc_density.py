@@ -1,0 +1,238 @@
+"""Red-cell density model: how many RBCs each watershed basin holds, learned from boxes.
+
+A small fully convolutional network maps the three optical-density planes of the working
+scale (the block means :func:`hemoflow.kernels.stain_planes` already computes) to a
+red-cell density on a grid 4 working pixels wide: each cell centre contributes a unit of
+mass spread by a Gaussian, so the density summed over an area is the number of red cells
+whose centres lie in it. Pale cells with open rims, overlapping pairs and cells pressed
+into clumps are what the shape-only basin model (:mod:`hemoflow.stages._rbc_count`) gets
+wrong; the density sees their texture and context.
+
+The mass is summed over each watershed basin, and a basin holds ``round(mass)`` cells
+(0: dropped; 2 or more: split by the same k-means as before), so the cell table, the
+morphology and the counts stay one set of objects, and every decision stays local: the
+network's receptive field (about 34 working px, 17 µm at 0.5 µm/px) is well inside the tile
+halo, and windows start on the 4-pixel density grid (:data:`ALIGN`), so a tiled slide gives
+the same cells as the whole field.
+
+Trained by ``python scripts/train_rbc_density.py DATA/bccd`` on the development part of
+the BCCD fields' TXL re-annotations (see the weights' metadata and
+``hemoflow/stages/weights/RBC_DENSITY.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from hemoflow.kernels._smear import grow_labels
+
+__all__ = ["ALIGN", "WEIGHTS", "build_net", "load_density_model", "rbc_density", "basin_mass", "pad4"]
+
+#: The density grid is 4 working px wide; windows must start on it.
+ALIGN = 4
+#: The network is trained on the density times this (stored as ``meta["scale"]``).
+TARGET_SCALE = 100.0
+WEIGHTS = Path(__file__).with_name("weights") / "rbc_density.pt"
+
+
+def build_net(width: int = 16):
+    """The network (untrained): pixel-unshuffle stem, two conv stages, 1x1 head, softplus."""
+    import torch.nn as nn
+
+    def conv(i, o):
+        return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+
+    w = int(width)
+    return nn.Sequential(
+        nn.PixelUnshuffle(2),
+        *conv(12, w), *conv(w, w),
+        nn.MaxPool2d(2),
+        *conv(w, 2 * w), *conv(2 * w, 2 * w), *conv(2 * w, 2 * w),
+        nn.Conv2d(2 * w, 1, 1),
+        nn.Softplus(),
+    )
+
+
+def _fuse(net):
+    """Fold each BatchNorm into the convolution before it (inference only)."""
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    mods = list(net)
+    out = []
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+            out.append(fuse_conv_bn_eval(m, mods[i + 1]))
+            i += 2
+        else:
+            out.append(m)
+            i += 1
+    return nn.Sequential(*out).eval()
+
+
+@functools.lru_cache(maxsize=2)
+def load_density_model(path: str | None = None):
+    """``(net, meta)`` from a weights file (default: the shipped one), fused for inference."""
+    import torch
+
+    from hemoflow.errors import HemoflowError
+
+    p = Path(path) if path else WEIGHTS
+    if not p.is_file():
+        raise HemoflowError(
+            f"RBC density weights not found at {p}; train them with "
+            "`python scripts/train_rbc_density.py DATA/bccd` or set rbc_density_model=False"
+        )
+    blob = torch.load(p, map_location="cpu", weights_only=True)
+    meta = dict(blob["meta"])
+    net = build_net(int(meta["width"]))
+    net.load_state_dict(blob["state_dict"])
+    net.eval()
+    meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return _fuse(net), meta
+
+
+def pad4(od: np.ndarray) -> np.ndarray:
+    """Zero-pad float32[3, h, w] (OD 0 = background) up to multiples of :data:`ALIGN`."""
+    h, w = od.shape[1:]
+    ph, pw = -h % ALIGN, -w % ALIGN
+    if ph or pw:
+        od = np.pad(od, ((0, 0), (0, ph), (0, pw)))
+    return np.ascontiguousarray(od, np.float32)
+
+
+def rbc_density(od: np.ndarray, path: str | None = None) -> np.ndarray:
+    """Red-cell density (cells per grid cell) of OD planes ``float32[3, h, w]`` (working
+    scale), on the grid ``float32[ceil(h/4), ceil(w/4)]``."""
+    import torch
+
+    net, meta = load_density_model(path)
+    x = torch.from_numpy(pad4(od))[None]
+    with torch.inference_mode():
+        d = net(x)[0, 0]
+    return d.numpy() / np.float32(meta["scale"])
+
+
+def basin_mass(labels: np.ndarray, n: int, density: np.ndarray, *, reach_px: float = 0.0) -> np.ndarray:
+    """Density mass of basins ``1..n`` of a working-scale label image: ``float64[n]``.
+
+    Each working pixel takes 1/16 of its grid cell's density, so the masses of basins
+    tiling the grid cell add up to the cell's density. Background pixels within
+    ``reach_px`` of a basin give their mass to the nearest basin: a cell's mass sits at
+    its centre, which is often its unfilled central pallor, a hole in the mask.
+    """
+    if n == 0:
+        return np.zeros(0)
+    if reach_px > 0:
+        labels = grow_labels(labels, reach_px)
+    h, w = labels.shape
+    d = np.repeat(np.repeat(density, ALIGN, axis=0), ALIGN, axis=1)[:h, :w]
+    m = np.bincount(labels.ravel(), weights=d.ravel().astype(np.float64), minlength=n + 1)
+    return m[1 : n + 1] / (ALIGN * ALIGN)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def density_target(centres, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
+    """Training target on the working grid ``shape``: a unit Gaussian per (y, x) centre,
+    each normalised inside the array so the target sums to the number of centres."""
+    h, w = shape
+    yy = np.arange(h, dtype=np.float64)[:, None] + 0.5
+    xx = np.arange(w, dtype=np.float64)[None, :] + 0.5
+    out = np.zeros((h, w), np.float64)
+    for y, x in centres:
+        g = np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2.0 * sigma_px**2))
+        s = g.sum()
+        if s > 0:
+            out += g / s
+    return out.astype(np.float32)
+
+
+def train_density(samples, *, width: int = 16, epochs: int = 40, batch: int = 8, lr: float = 2e-3, seed: int = 0,
+                  scale_range: tuple[float, float] = (0.8, 1.25), progress=None):
+    """Train the density network on ``samples`` = list of ``(od float32[3, h, w], target
+    float32[h, w])`` of one shape each (h, w multiples of 4). Seeded; returns the net.
+
+    Augmentation: flips, per-channel and global OD gain (stain strength, 0.85-1.15 each)
+    and a random rescale in ``scale_range`` (pixel-size error; the target is resampled
+    and renormalised, so the count is unchanged).
+    """
+    import math
+
+    import torch
+    import torch.nn.functional as tf
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = build_net(width)
+    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(samples) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    scale = TARGET_SCALE  # density values are ~0.01-0.1; scale them for the MSE
+    net.train()
+    for ep in range(epochs):
+        order = rng.permutation(len(samples))
+        total = 0.0
+        for i in range(0, len(samples), batch):
+            xs, ys = [], []
+            for j in order[i : i + batch]:
+                x, y = samples[j]
+                if rng.random() < 0.5:
+                    x, y = x[:, :, ::-1], y[:, ::-1]
+                if rng.random() < 0.5:
+                    x, y = x[:, ::-1], y[::-1]
+                gain = rng.uniform(0.85, 1.15, (3, 1, 1)) * rng.uniform(0.85, 1.15)
+                xs.append(np.ascontiguousarray(x * gain.astype(np.float32)))
+                ys.append(np.ascontiguousarray(y))
+            x = torch.from_numpy(np.stack(xs))
+            y = torch.from_numpy(np.stack(ys)) * scale
+            s = rng.uniform(*scale_range)
+            hh = max(ALIGN, int(round(x.shape[2] * s / ALIGN)) * ALIGN)
+            ww = max(ALIGN, int(round(x.shape[3] * s / ALIGN)) * ALIGN)
+            if (hh, ww) != tuple(x.shape[2:]):
+                x = tf.interpolate(x, size=(hh, ww), mode="bilinear", align_corners=False)
+                tot = y.sum((1, 2), keepdim=True)
+                y = tf.interpolate(y[:, None], size=(hh, ww), mode="bilinear", align_corners=False)[:, 0]
+                y = y * tot / y.sum((1, 2), keepdim=True).clamp_min(1e-6)
+            y = tf.avg_pool2d(y[:, None], ALIGN)[:, 0] * (ALIGN * ALIGN)
+            p = net(x)[:, 0]
+            loss = tf.mse_loss(p, y) + 0.01 * tf.l1_loss(p.sum((1, 2)), y.sum((1, 2))) / scale
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(xs)
+        if progress is not None:
+            progress(ep + 1, epochs, total / len(samples))
+    net.eval()
+    return net
+
+
+def save_density_model(net, path, meta: dict) -> str:
+    """Write ``{"state_dict", "meta"}`` (loads with ``weights_only=True``); returns the sha256."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": net.state_dict(), "meta": {"scale": TARGET_SCALE, **meta}}, buf)
+    data = buf.getvalue()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(data)
+    load_density_model.cache_clear()
+    return hashlib.sha256(data).hexdigest()
+
+
+def predict_total(net, od: np.ndarray) -> float:
+    """Density summed over a field (the net's own count; for evaluation)."""
+    import torch
+
+    with torch.inference_mode():
+        return float(net(torch.from_numpy(pad4(od))[None]).sum()) / TARGET_SCALE
