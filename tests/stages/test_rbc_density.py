@@ -1,0 +1,161 @@
+"""The red-cell density model: targets, mass per basin, training, shipped weights."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from hemoflow.errors import HemoflowError
+from hemoflow.kernels._smear import grow_labels, stain_planes
+from hemoflow.stages import SegmentParams
+from hemoflow.stages import _rbc_density as R
+
+
+def test_density_target_sums_to_the_number_of_centres():
+    t = R.density_target([(10.0, 10.0), (0.5, 30.0), (19.5, 39.5)], (20, 40), sigma_px=2.0)
+    assert t.shape == (20, 40) and t.dtype == np.float32
+    assert t.sum() == pytest.approx(3.0, abs=1e-4)  # each Gaussian renormalised inside the array
+    one = R.density_target([(10.0, 10.0)], (20, 40), sigma_px=2.0)
+    assert np.unravel_index(np.argmax(one), one.shape) in {(10, 10), (9, 9), (9, 10), (10, 9)}
+    assert R.density_target([], (8, 8), 1.0).sum() == 0
+
+
+def test_grow_labels_gives_each_pixel_a_nearest_label():
+    rng = np.random.default_rng(3)
+    lab = np.zeros((40, 50), np.int32)
+    for k, (y, x) in enumerate(rng.integers(3, 37, size=(6, 2)), start=1):
+        lab[y - 2 : y + 3, x - 2 : x + 2] = k
+    radius = 4.5
+    grown = grow_labels(lab, radius)
+    assert np.array_equal(grown[lab > 0], lab[lab > 0])
+    dist = {k: ndi.distance_transform_edt(lab != k) for k in range(1, lab.max() + 1) if (lab == k).any()}
+    nearest = np.min(np.stack(list(dist.values())), axis=0)
+    bg = lab == 0
+    assert np.array_equal(grown[bg] > 0, nearest[bg] <= radius + 1e-9)
+    for (y, x) in zip(*np.nonzero(bg & (grown > 0))):
+        assert dist[grown[y, x]][y, x] == pytest.approx(nearest[y, x])
+
+
+def test_basin_mass_splits_the_grid_and_reaches_into_holes():
+    lab = np.zeros((16, 16), np.int32)
+    lab[:, :8] = 1
+    lab[:, 8:] = 2
+    lab[5:7, 2:4] = 0  # a hole (pallor) inside basin 1
+    dens = np.zeros((4, 4), np.float32)
+    dens[1, 0] = 1.6  # grid cell over the hole: 4 of its 16 px are background
+    dens[2, 3] = 0.8
+    m0 = R.basin_mass(lab, 2, dens)
+    assert m0 == pytest.approx([1.6 * 12 / 16, 0.8])
+    m1 = R.basin_mass(lab, 2, dens, reach_px=2.0)
+    assert m1 == pytest.approx([1.6, 0.8])
+    assert R.basin_mass(lab, 0, dens).shape == (0,)
+
+
+def test_stain_planes_returns_the_od_planes_on_request():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(13, 10, 3), dtype=np.uint8)
+    bg = (240.0, 230.0, 250.0)
+    cell, nuc, od = stain_planes(rgb, 3, bg, od=True)
+    cell2, nuc2 = stain_planes(rgb, 3, bg)
+    assert np.array_equal(cell, cell2) and np.array_equal(nuc, nuc2)
+    assert od.shape == (3, 5, 4)
+    mean = rgb[:12, :9].reshape(4, 3, 3, 3, 3).mean(axis=(1, 3)).astype(np.float64)
+    ref = np.log(np.asarray(bg)[None, None, :] / np.maximum(mean, 1.0))
+    assert np.allclose(od[:, :4, :3].transpose(1, 2, 0), ref, atol=1e-5)
+    # partial edge blocks average the pixels they hold
+    assert od[0, 4, 0] == pytest.approx(np.log(bg[0] / max(rgb[12, :3, 0].mean(), 1.0)), abs=1e-5)
+
+
+def _disc_set(n, seed, size=48):
+    """Toy fields: 0-6 dark discs (7 px) on background, OD planes and their targets."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] + 0.5
+    out, counts = [], []
+    for _ in range(n):
+        k = int(rng.integers(0, 7))
+        od = np.zeros((3, size, size), np.float32)
+        cs = []
+        for _ in range(k):
+            y, x = rng.uniform(4, size - 4, 2)
+            od[:, (yy - y) ** 2 + (xx - x) ** 2 < 12.25] += np.float32([0.2, 0.5, 0.3])[:, None]
+            cs.append((y, x))
+        out.append((od, R.density_target(cs, (size, size), 2.0)))
+        counts.append(k)
+    return out, np.array(counts)
+
+
+def test_training_is_seeded_and_learns_to_count():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    train, _ = _disc_set(24, seed=1)
+    test, truth = _disc_set(12, seed=2)
+    a = R.train_density(train, width=8, epochs=100, batch=8, lr=1e-2, seed=5)
+    b = R.train_density(train, width=8, epochs=2, batch=8, seed=5)
+    c = R.train_density(train, width=8, epochs=2, batch=8, seed=5)
+    for k, v in b.state_dict().items():
+        assert torch.equal(v, c.state_dict()[k]), k
+    pred = np.array([R.predict_total(a, od) for od, _ in test])
+    err = np.abs(pred - truth).mean()
+    assert err < 0.5 * np.abs(truth - truth.mean()).mean(), (err, pred.round(2), truth)
+    assert np.corrcoef(pred, truth)[0, 1] > 0.9
+
+
+def test_saved_weights_round_trip_and_missing_file_error(tmp_path):
+    pytest.importorskip("torch")
+    train, _ = _disc_set(8, seed=4)
+    net = R.train_density(train, width=8, epochs=1, batch=8, seed=0)
+    p = tmp_path / "d.pt"
+    digest = R.save_density_model(net, p, {"width": 8, "note": "toy"})
+    assert digest == hashlib.sha256(p.read_bytes()).hexdigest()
+    od = train[0][0]
+    got = R.rbc_density(od, path=str(p))
+    assert got.shape == (12, 12)
+    assert got.sum() == pytest.approx(R.predict_total(net, od), rel=1e-4)  # fused BN == eval BN
+    with pytest.raises(HemoflowError, match="rbc_density_model=False"):
+        R.load_density_model(str(tmp_path / "missing.pt"))
+
+
+def test_shipped_weights_metadata():
+    net, meta = R.load_density_model()
+    assert meta["width"] == 16 and meta["grid"] == R.ALIGN and meta["scale"] == R.TARGET_SCALE
+    assert meta["fitting_images"] > 100 and meta["cv"]["n"] == meta["fitting_images"]
+    assert R.WEIGHTS.stat().st_size < 1_000_000
+
+
+def test_window_alignment_follows_the_density_model():
+    from hemoflow.pipeline.tiles import window_align
+
+    assert window_align(SegmentParams()) == R.ALIGN
+    assert window_align(SegmentParams(rbc_density_model=False)) == 1
+    assert window_align(SegmentParams(rbc_count_model=False)) == 1
+
+
+@pytest.mark.data
+def test_shipped_density_counts_self_holdout_fields(data_dir):
+    """The network's own count on the BCCD self-holdout fields it never saw in training."""
+    from hemoflow.analyze import read_image
+    from hemoflow.stages import field as F
+
+    root = data_dir / "bccd"
+    if not (root / "txl_reannotations").is_dir():
+        pytest.skip("bccd data with TXL re-annotations not present")
+    with open(root / "counts.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if (r.get("rbc_txl") or "").strip()]
+    rows = [r for r in rows if hashlib.sha256(r["image"].encode()).digest()[0] < 64]
+    assert len(rows) >= 20
+    params = SegmentParams()
+    pred, truth = [], []
+    for r in rows:
+        rgb = read_image(root / "JPEGImages" / f"{r['image']}.jpg")
+        cal = F.calibrate(rgb, params=params, mpp=0.0745)
+        _, _, od = stain_planes(rgb, cal.downsample, cal.background, od=True)
+        pred.append(float(R.rbc_density(od).sum()))
+        truth.append(float(r["rbc_txl"]))
+    pred, truth = np.rint(pred), np.array(truth)
+    mape = float(np.mean(np.abs(pred - truth) / truth))
+    r_ = float(np.corrcoef(pred, truth)[0, 1])
+    assert mape < 0.09 and r_ > 0.55, (mape, r_)
