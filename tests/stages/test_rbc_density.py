@@ -35,9 +35,11 @@ def test_grow_labels_gives_each_pixel_a_nearest_label():
     dist = {k: ndi.distance_transform_edt(lab != k) for k in range(1, lab.max() + 1) if (lab == k).any()}
     nearest = np.min(np.stack(list(dist.values())), axis=0)
     bg = lab == 0
-    assert np.array_equal(grown[bg] > 0, nearest[bg] <= radius + 1e-9)
+    # chamfer 3-4 distances: within 6 % of Euclidean
+    assert np.all(grown[bg & (nearest <= radius / 1.06)] > 0)
+    assert np.all(grown[bg & (nearest > radius * 1.06)] == 0)
     for (y, x) in zip(*np.nonzero(bg & (grown > 0))):
-        assert dist[grown[y, x]][y, x] == pytest.approx(nearest[y, x])
+        assert dist[grown[y, x]][y, x] <= nearest[y, x] * 1.12 + 1e-9
 
 
 def test_basin_mass_splits_the_grid_and_reaches_into_holes():
