@@ -653,3 +653,27 @@ def grow_labels(labels: np.ndarray, radius: float) -> np.ndarray:
     ties and pixels right at ``radius`` may go either way; two raster passes."""
     labels = np.ascontiguousarray(labels, np.int32)
     return _grow_chamfer(labels, np.int32(math.floor(3.0 * radius + 1e-9)))
+
+
+@njit(cache=True, nogil=True)
+def _label_grid_sum(lab, grid, n, cell):
+    out = np.zeros(n + 1, np.float64)
+    h, w = lab.shape
+    for i in range(h):
+        gi = i // cell
+        for j in range(w):
+            v = lab[i, j]
+            if v > 0:
+                out[v] += grid[gi, j // cell]
+    return out
+
+
+def label_grid_sum(labels: np.ndarray, grid: np.ndarray, n: int, cell: int) -> np.ndarray:
+    """``float64[n + 1]``: for each label, the sum over its pixels of ``grid[i // cell,
+    j // cell]`` (a coarse map read at full resolution without upsampling it)."""
+    labels = np.ascontiguousarray(labels, np.int32)
+    grid = np.ascontiguousarray(grid, np.float32)
+    need = (-(-labels.shape[0] // cell), -(-labels.shape[1] // cell))
+    if grid.shape[0] < need[0] or grid.shape[1] < need[1]:
+        raise ValueError(f"grid {grid.shape} does not cover labels {labels.shape} at cell {cell}")
+    return _label_grid_sum(labels, grid, int(n), int(cell))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hemoflow.kernels._smear import grow_labels
+from hemoflow.kernels._smear import grow_labels, label_grid_sum
 
 __all__ = ["ALIGN", "WEIGHTS", "build_net", "load_density_model", "rbc_density", "basin_mass", "pad4"]
 
@@ -132,10 +132,7 @@ def basin_mass(labels: np.ndarray, n: int, density: np.ndarray, *, reach_px: flo
         return np.zeros(0)
     if reach_px > 0:
         labels = grow_labels(labels, reach_px)
-    h, w = labels.shape
-    d = np.repeat(np.repeat(density, ALIGN, axis=0), ALIGN, axis=1)[:h, :w]
-    m = np.bincount(labels.ravel(), weights=d.ravel().astype(np.float64), minlength=n + 1)
-    return m[1 : n + 1] / (ALIGN * ALIGN)
+    return label_grid_sum(labels, density, n, ALIGN)[1 : n + 1] / (ALIGN * ALIGN)
 
 
 # --------------------------------------------------------------------------- training
