@@ -170,6 +170,20 @@ def io_floor(url: str, repeat: int = 1) -> dict:
 # --------------------------------------------------------------------------- (b) hemoflow
 
 
+#: SegmentParams overrides from ``--param NAME=VALUE``.
+PARAMS: dict = {}
+
+
+def _parse_param(item: str) -> tuple[str, object]:
+    k, sep, v = item.partition("=")
+    if not sep or not k:
+        raise SystemExit(f"--param expects NAME=VALUE, got {item!r}")
+    try:
+        return k, (tuple(float(x) for x in v.split(",")) if "," in v else float(v))
+    except ValueError:
+        return k, v
+
+
 def make_plan(url: str, tile_size: int, record_to: str | None = None):
     """The SlidePlan ``tasks.prepare_slide`` builds for an already-ingested slide;
     ``record_to``: an output URL where each tile task writes its record (cells + crops),
@@ -180,7 +194,7 @@ def make_plan(url: str, tile_size: int, record_to: str | None = None):
     from hemoflow.pipeline.tiles import halo_pixels, plan_tiles
     from hemoflow.stages import SegmentParams
 
-    params, crop = SegmentParams(), crop_spec()
+    params, crop = SegmentParams(**PARAMS), crop_spec()
     t0 = time.perf_counter()
     slide = open_slide(url)
     h, w = slide.shape
@@ -188,6 +202,12 @@ def make_plan(url: str, tile_size: int, record_to: str | None = None):
     halo = halo_pixels(MPP, max_cell_diameter_um=params.max_cell_diameter_um, margin_um=4.0,
                        crop_px=crop.size * crop.mpp / MPP)
     f = int(cal.downsample)
+    try:  # windows on the red-cell density grid too (trees that have it)
+        from hemoflow.pipeline.tiles import window_align
+
+        f *= window_align(params)
+    except ImportError:
+        pass
     tiles = plan_tiles((h, w), tasks._round_up(tile_size, f), tasks._round_up(int(np.ceil(halo)), f))
     entry = SlideEntry(slide=url, slide_id="bench", patient_id="p", specimen="blood", mpp=MPP)
     plan = tasks.SlidePlan(entry, "ready", key="bench", zarr_url=url, shape=(h, w), mpp=MPP,
@@ -560,7 +580,10 @@ def main(argv=None) -> int:
                     help="skip the I/O floor and the scikit-image reference (memory checks)")
     ap.add_argument("--s3", action="store_true", help="read the slide from a moto S3 server on loopback")
     ap.add_argument("--json", type=Path, default=None, help="also write every measurement here")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a SegmentParams field, e.g. rbc_density_model=0 (repeatable)")
     args = ap.parse_args(argv)
+    PARAMS.update(_parse_param(p) for p in args.param)
 
     from hemoflow.config import JobConfig
 

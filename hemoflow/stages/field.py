@@ -31,7 +31,11 @@ Tiling
 local operations whose reach is bounded by ``SegmentParams.max_cell_diameter_um`` (and the
 crop window), so a tile analysed with the slide's calibration finds, in its core, the same
 cells as the whole image. When ``Calibration.downsample`` > 1 (images much finer than
-``work_mpp``), tile windows must start at multiples of it so the averaging blocks line up.
+``work_mpp``), tile windows must start at multiples of it so the averaging blocks line up;
+with the red-cell density network (:mod:`hemoflow.stages._rbc_density`, on by default) at
+multiples of 4 working pixels, its output grid
+(:func:`hemoflow.pipeline.tiles.window_align`). The network's receptive field (about
+34 working px) is local too.
 """
 
 from __future__ import annotations
