@@ -16,6 +16,7 @@ import numpy as np
 
 from hemoflow.errors import HemoflowError, SlideNotFoundError, SlideReadError
 from hemoflow.stages import CropSpec, SegmentParams, analyze_field, calibrate
+from hemoflow.stages.features import rbc_count
 
 __all__ = ["read_image", "analyze_image", "estimate_shared_mpp"]
 
@@ -119,8 +120,11 @@ def analyze_image(
     Returns
     -------
     dict
-        ``{"image", "wbc", "rbc", "platelets", "mpp", "mpp_estimated", "cells": [...]}``;
-        each cell has ``cls, y, x, area_um2, circularity, solidity, irregular`` and, with a
+        ``{"image", "wbc", "rbc", "rbc_cells", "platelets", "mpp", "mpp_estimated", "cells": [...]}``;
+        ``rbc`` is the red-cell count (the rounded sum of the RBC rows' ``count_weight``,
+        the expected number of red cells), ``rbc_cells`` the number of RBC records;
+        each cell has ``cls, y, x, area_um2, circularity, solidity, irregular,
+        count_weight`` and, with a
         classifier, ``wbc_type`` and ``wbc_confidence`` on WBCs.
     """
     if isinstance(image, (str, os.PathLike)):
@@ -155,6 +159,7 @@ def analyze_image(
             "circularity": float(t["circularity"][i]),
             "solidity": float(t["solidity"][i]),
             "irregular": bool(t["irregular"][i]),
+            "count_weight": float(t["count_weight"][i]),
         }
         if i in wbc_types:
             rec["wbc_type"], rec["wbc_confidence"] = wbc_types[i]
@@ -162,7 +167,8 @@ def analyze_image(
     return {
         "image": name,
         "wbc": int(np.sum(cls == "wbc")),
-        "rbc": int(np.sum(cls == "rbc")),
+        "rbc": rbc_count(t),
+        "rbc_cells": int(np.sum(cls == "rbc")),
         "platelets": int(np.sum(cls == "platelet")),
         "mpp": float(res.mpp),
         "mpp_estimated": bool(res.mpp_estimated),

@@ -47,6 +47,10 @@ CELL_COLUMNS: dict[str, str] = {
     "bbox_x0": "i8",
     "bbox_y1": "i8",
     "bbox_x1": "i8",
+    # How many cells the row stands for in counts: 1 except for RBCs, where it is the
+    # basin's expected cell count (posterior mean of the count model) shared by its parts
+    # (see hemoflow.stages.field, "Counting").
+    "count_weight": "f8",
 }
 
 # Added by classification (rows with cls != "wbc" hold "" and nan).

@@ -35,9 +35,12 @@ def test_analyze_json_contract(field_png):
     assert isinstance(out, list) and len(out) == 1
     rec = out[0]
     assert rec["image"] == "field"
-    for k in ("wbc", "rbc", "platelets"):
+    for k in ("wbc", "rbc", "rbc_cells", "platelets"):
         assert isinstance(rec[k], int)
-    assert isinstance(rec["cells"], list) and len(rec["cells"]) == rec["wbc"] + rec["rbc"] + rec["platelets"]
+    assert isinstance(rec["cells"], list) and len(rec["cells"]) == rec["wbc"] + rec["rbc_cells"] + rec["platelets"]
+    # the RBC count is the expected number of red cells: the rounded sum of the weights
+    weights = [c["count_weight"] for c in rec["cells"] if c["cls"] == "rbc"]
+    assert rec["rbc"] == round(sum(weights)) and abs(rec["rbc"] - rec["rbc_cells"]) <= 0.1 * rec["rbc_cells"] + 1
     cls = np.asarray(truth["cls"])
     assert rec["wbc"] == int((cls == "wbc").sum())
     assert all(c.get("wbc_type") for c in rec["cells"] if c["cls"] == "wbc")

@@ -26,7 +26,7 @@ from scipy import ndimage as ndi
 from hemoflow.kernels import regionprops_table
 from hemoflow.kernels._smear import bbox_slices, label_bboxes, label_max, renumber_raster
 
-__all__ = ["basin_features", "predict_counts", "split_basins", "fit", "FEATURES"]
+__all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "fit", "FEATURES"]
 
 FEATURES = (
     "bias",
@@ -87,6 +87,21 @@ def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px:
     )
 
 
+def predict_proba(features: np.ndarray, *, density: bool = False) -> np.ndarray:
+    """``float64[n, 4]``: probability of 0..3 cells per basin under the shipped model
+    (``density``: the density-aware one, whose features end with :data:`MASS_FEATURES`)."""
+    if density:
+        from hemoflow.stages._rbc_model_density import COEF, MEAN, STD
+    else:
+        from hemoflow.stages._rbc_model import COEF, MEAN, STD
+    if len(features) == 0:
+        return np.zeros((0, N_CLASSES))
+    s = ((features - np.asarray(MEAN)) / np.asarray(STD)) @ np.asarray(COEF)
+    s -= s.max(axis=1, keepdims=True)
+    p = np.exp(s)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def predict_counts(features: np.ndarray, coef: np.ndarray | None = None, *, density: bool = False) -> np.ndarray:
     """Most probable cell count (0..3) per basin under the shipped (or given) model.
 
@@ -106,6 +121,36 @@ def predict_counts(features: np.ndarray, coef: np.ndarray | None = None, *, dens
     if len(z) == 0:
         return np.zeros(0, np.int64)
     return np.argmax(z @ coef, axis=1).astype(np.int64)
+
+
+def expected_weights(proba: np.ndarray, labels: np.ndarray, *, reach_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Most probable counts and count weights of basins ``1..n`` (``proba`` from
+    :func:`predict_proba`): ``(counts int64[n], weight float64[n])``.
+
+    A kept basin (most probable count k >= 1) weighs its expected count ``sum_j j p_j``
+    plus the expected counts of the dropped basins (most probable count 0, typically
+    fragments of pale cells) whose bounding-box centre lies within ``reach_px`` of its
+    own, nearest first; each of its k parts carries ``weight / k``. Summed over a field,
+    the weights give the expected number of red cells, which argmax counts underestimate
+    (fragments that are each probably nothing are together often a cell). Everything is
+    local (reach_px), so tiles agree with the whole field.
+    """
+    n = len(proba)
+    counts = np.argmax(proba, axis=1).astype(np.int64) if n else np.zeros(0, np.int64)
+    expect = proba @ np.arange(proba.shape[1], dtype=np.float64) if n else np.zeros(0)
+    total = np.where(counts > 0, expect, 0.0)
+    kept = np.flatnonzero(counts > 0)
+    dropped = np.flatnonzero((counts == 0) & (expect > 0))
+    if len(kept) and len(dropped):
+        from scipy.spatial import cKDTree
+
+        b = label_bboxes(labels, n)[1:].astype(np.float64)
+        centre = np.stack([(b[:, 0] + b[:, 2]) / 2.0, (b[:, 1] + b[:, 3]) / 2.0], axis=1)
+        dist, idx = cKDTree(centre[kept]).query(centre[dropped], k=1, distance_upper_bound=reach_px)
+        ok = np.isfinite(dist)
+        np.add.at(total, kept[idx[ok]], expect[dropped[ok]])
+    weight = np.where(counts > 0, total / np.maximum(counts, 1), 0.0)
+    return counts, weight
 
 
 def _kmeans_split(ys: np.ndarray, xs: np.ndarray, k: int, iters: int = 8) -> np.ndarray:

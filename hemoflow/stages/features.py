@@ -28,7 +28,7 @@ from hemoflow.kernels import circularity as _circularity
 from hemoflow.kernels import regionprops_table
 from hemoflow.schema import CELL_COLUMNS
 
-__all__ = ["PROPERTIES", "irregular_rule", "measure_cells", "empty_table"]
+__all__ = ["PROPERTIES", "irregular_rule", "measure_cells", "empty_table", "rbc_count"]
 
 PROPERTIES = (
     "label",
@@ -61,6 +61,17 @@ def irregular_rule(
     return (s < min_solidity) | (c < min_circularity) | (e > max_eccentricity)
 
 
+def rbc_count(table) -> int:
+    """The red-cell count of a cell table: the rounded sum of the RBC rows'
+    ``count_weight`` (the number of RBC rows when the column is absent)."""
+    cls = np.asarray(table["cls"])
+    is_rbc = cls == "rbc"
+    if "count_weight" not in table:
+        return int(is_rbc.sum())
+    w = np.asarray(table["count_weight"], np.float64)[is_rbc]
+    return int(np.rint(np.nansum(w)))
+
+
 def empty_table() -> dict[str, np.ndarray]:
     """A cell table with zero rows and the dtypes of :data:`CELL_COLUMNS`."""
     out = {}
@@ -78,6 +89,7 @@ def measure_cells(
     min_solidity: float = 0.90,
     min_circularity: float = 0.75,
     max_eccentricity: float = 0.70,
+    weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Measure every labelled cell and return a cell table (rows in label order).
 
@@ -92,6 +104,8 @@ def measure_cells(
     scale : int
         Working-scale pixel = ``scale`` level-0 pixels; coordinates, areas and lengths are
         reported in level-0 units (a working pixel's centre is at ``scale*i + (scale-1)/2``).
+    weights : float array, length n, optional
+        ``count_weight`` of label ``i + 1`` (default 1).
 
     >>> lab = np.zeros((9, 9), np.int32); lab[2:7, 2:7] = 1
     >>> t = measure_cells(lab, np.array(["rbc"]), mpp=0.5)
@@ -135,5 +149,7 @@ def measure_cells(
         "bbox_x0": np.asarray(p["bbox-1"], np.int64) * scale,
         "bbox_y1": np.asarray(p["bbox-2"], np.int64) * scale,
         "bbox_x1": np.asarray(p["bbox-3"], np.int64) * scale,
+        "count_weight": (np.ones(len(order)) if weights is None
+                         else np.asarray(weights, np.float64)[np.asarray(p["label"], np.int64) - 1]),
     }
     return table

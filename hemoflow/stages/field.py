@@ -15,6 +15,17 @@ basin, e.g. the visible part of a cell cut by the field's edge, is a cell). The
 pipeline's ownership by centroid-in-core applies the same rule per tile, so a slide's
 cells are counted exactly once.
 
+Counting
+--------
+The per-basin RBC model gives each watershed basin a probability of holding 0, 1, 2 or 3
+cells. The table holds the most probable cells (a basin of most probable count k is split
+into k rows), and every RBC row carries a ``count_weight``: its basin's expected count
+``sum_k k p_k`` (plus that of nearby basins whose most probable count is 0) shared by
+its parts. Counts are the rounded sum of the weights, the expected number of red cells:
+on BCCD the most probable cells undercount by 0.8 per field, because fragments that are
+each probably nothing are together often a cell (5-fold CV on the dev fields: MAPE
+7.2 % for row counts vs 6.4 % for expected counts). WBC and platelet rows weigh 1.
+
 Working scale
 -------------
 Segmentation runs on the image block-averaged by ``Calibration.downsample`` =
@@ -54,7 +65,7 @@ from hemoflow.kernels import label
 from hemoflow.kernels._smear import binomial3, chamfer_distance, stain_planes
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
-from hemoflow.stages._rbc_count import basin_features, mass_features, predict_counts, split_basins
+from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_counts, predict_proba, split_basins
 from hemoflow.stages._rbc_density import basin_mass, rbc_density
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
@@ -481,16 +492,28 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     rbc, n_rbc, dist = rbc_basins(
         rbc_mask, diameter_px=params.rbc_diameter_um * um, split_depth=params.split_depth_frac
     )
+    rbc_weight = None
     if params.rbc_count_model:
         # the model decides which basins are cells, fragments, or clumps of 2-3 cells
         rbc, n_rbc = filter_small(rbc, n_rbc, min_area_px=max(0.02 * rbc_area, 2.0))
-        if density_counts:
-            mass = basin_mass(rbc, n_rbc, rbc_density(od), reach_px=params.rbc_density_reach_um * um)
-            feats = np.hstack([basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area), mass_features(mass)])
-            counts = predict_counts(feats, density=True)
+        if count_basins is _count_basins:
+            feats = basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area)
+            if density_counts:
+                mass = basin_mass(rbc, n_rbc, rbc_density(od), reach_px=params.rbc_density_reach_um * um)
+                feats = np.hstack([feats, mass_features(mass)])
+            counts, weight = expected_weights(predict_proba(feats, density=density_counts), rbc,
+                                              reach_px=params.rbc_diameter_um * um)
         else:
             counts = count_basins(rbc, n_rbc, dist, rbc_area)
+            weight = np.ones(n_rbc)
+        old = rbc
         rbc, n_rbc = split_basins(rbc, counts)
+        if n_rbc:
+            # each part carries its basin's weight (the parts of basin b share it)
+            src = np.zeros(n_rbc + 1, np.int64)
+            sel = rbc > 0
+            src[rbc[sel]] = old[sel]
+            rbc_weight = weight[src[1:] - 1]
     else:
         rbc, n_rbc = filter_small(
             rbc,
@@ -502,7 +525,10 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     labels = np.where(plt > 0, plt + n_wbc, labels)
     labels = np.where(rbc > 0, rbc + n_wbc + n_plt, labels).astype(np.int32)
     classes = np.array(["wbc"] * n_wbc + ["platelet"] * n_plt + ["rbc"] * n_rbc, dtype="U8")
-    return labels, classes
+    weights = np.ones(len(classes))
+    if rbc_weight is not None:
+        weights[n_wbc + n_plt:] = rbc_weight
+    return labels, classes, weights
 
 
 def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams, *, od: bool = False):
@@ -560,7 +586,7 @@ def analyze_field(
     else:
         estimated = False
     f = int(calibration.downsample)
-    labels, classes = _segment(rgb, calibration, params, px_um=mpp * f)
+    labels, classes, weights = _segment(rgb, calibration, params, px_um=mpp * f)
     if len(classes):
         table = measure_cells(
             labels,
@@ -570,6 +596,7 @@ def analyze_field(
             min_solidity=params.irregular_min_solidity,
             min_circularity=params.irregular_min_circularity,
             max_eccentricity=params.irregular_max_eccentricity,
+            weights=weights,
         )
         h, w = rgb.shape[:2]
         for k, lim in (("bbox_y1", h), ("bbox_x1", w), ("bbox_y0", h), ("bbox_x0", w)):

@@ -199,7 +199,13 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
     leuko = is_wbc & ~wbc_as_platelet & ~nucleated_red
     classified = leuko & (wt != "")
 
-    n_rbc = int(is_rbc.sum())
+    n_rbc_cells = int(is_rbc.sum())
+    if "count_weight" in cells.columns:
+        # the expected number of red cells (see hemoflow.schema, count_weight)
+        w = pd.to_numeric(cells["count_weight"], errors="coerce").to_numpy(dtype=np.float64)
+        n_rbc = int(np.rint(np.nansum(w[is_rbc])))
+    else:
+        n_rbc = n_rbc_cells
     n_wbc = int(leuko.sum())
     n_plt = int(is_plt.sum() + wbc_as_platelet.sum())
     n_nrbc = int(nucleated_red.sum())
@@ -209,6 +215,7 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
     counts = {
         "cells": int(len(cells)),
         "rbc": n_rbc,
+        "rbc_cells": n_rbc_cells,
         "wbc": n_wbc,
         "platelet": n_plt,
         "wbc_classified": n_diff,

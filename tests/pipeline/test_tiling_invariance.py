@@ -45,7 +45,11 @@ def _assert_same(a, b):
     assert set(ta) == set(tb)
     for k in ta:
         va, vb = ta[k], tb[k]
-        if va.dtype.kind == "f":
+        if k == "count_weight":
+            # from the red-cell density network, whose float sums differ in the last bits
+            # with the window's size (the convolution picks its algorithm by shape)
+            np.testing.assert_allclose(va, vb, rtol=1e-9, atol=1e-12, err_msg=k)
+        elif va.dtype.kind == "f":
             np.testing.assert_array_equal(va, vb, err_msg=k)
         else:
             assert va.tolist() == vb.tolist(), k

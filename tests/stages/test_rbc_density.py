@@ -161,3 +161,28 @@ def test_shipped_density_counts_self_holdout_fields(data_dir):
     mape = float(np.mean(np.abs(pred - truth) / truth))
     r_ = float(np.corrcoef(pred, truth)[0, 1])
     assert mape < 0.09 and r_ > 0.55, (mape, r_)
+
+
+def test_expected_weights_share_the_expectation_and_collect_fragments():
+    from hemoflow.stages._rbc_count import expected_weights
+    from hemoflow.stages.features import rbc_count
+
+    lab = np.zeros((40, 60), np.int32)
+    lab[2:12, 2:12] = 1  # a cell
+    lab[2:12, 14:16] = 2  # a fragment beside it
+    lab[20:30, 2:22] = 3  # a clump of two
+    lab[30:32, 50:52] = 4  # a fragment far from everything
+    proba = np.array([
+        [0.05, 0.90, 0.05, 0.0],
+        [0.60, 0.40, 0.00, 0.0],
+        [0.00, 0.30, 0.70, 0.0],
+        [0.70, 0.30, 0.00, 0.0],
+    ])
+    counts, weight = expected_weights(proba, lab, reach_px=15.0)
+    assert counts.tolist() == [1, 0, 2, 0]
+    assert weight[0] == pytest.approx(1.0 + 0.4)  # its own expectation plus the fragment's
+    assert weight[1] == 0 and weight[3] == 0
+    assert weight[2] == pytest.approx((0.3 + 1.4) / 2)  # shared by the clump's two parts
+    table = {"cls": np.array(["rbc", "rbc", "rbc", "wbc"]), "count_weight": np.array([1.4, 0.85, 0.85, 1.0])}
+    assert rbc_count(table) == 3  # round(3.1); the far fragment's 0.3 is lost
+    assert rbc_count({"cls": table["cls"]}) == 3
