@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--mpp", type=float, default=None, help="pixel size (default: pooled estimate)")
+    ap.add_argument("--quantize-only", action="store_true",
+                    help="no training: add the int8 copy (calibrated on the fitting fields) to the weights at --out")
     args = ap.parse_args(argv)
     if args.folds_dir is not None and args.cv < 2:
         ap.error("--folds-dir needs --cv K (K >= 2)")
@@ -112,6 +114,17 @@ def main(argv=None) -> int:
     work_mpp = next(iter(data.values()))[2]
     print(f"prepared {len(data)} fields {shapes.pop()} at {work_mpp:.4f} um/px in {time.time() - t0:.0f} s", flush=True)
 
+    if args.quantize_only:
+        blob = torch.load(out, map_location="cpu", weights_only=True)
+        net = R.build_net(int(blob["meta"]["width"]))
+        net.load_state_dict(blob["state_dict"])
+        net.eval()
+        meta = {k: v for k, v in blob["meta"].items() if k != "scale"}
+        meta["int8_calibration_images"] = len(fit_names)
+        digest = R.save_density_model(net, out, meta, int8_state=R.quantize(net, [data[n][0] for n in fit_names]))
+        print(f"added the int8 copy to {out} (sha256 {digest[:12]})")
+        return 0
+
     def fit(names, seed):
         def progress(ep, n, loss):
             if ep % 10 == 0 or ep == n:
@@ -150,7 +163,10 @@ def main(argv=None) -> int:
         meta["self_holdout"] = _score("self-holdout (never trained on)",
                                       [R.predict_total(net, data[n][0]) for n in hold_names],
                                       [truth[n] for n in hold_names])
-    digest = R.save_density_model(net, out, meta)
+    # int8 copy for inference (3.6x faster on CPU), calibrated on the fitting fields
+    int8_state = R.quantize(net, [data[n][0] for n in fit_names])
+    meta["int8_calibration_images"] = len(fit_names)
+    digest = R.save_density_model(net, out, meta, int8_state=int8_state)
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, sha256 {digest[:12]}) in {time.time() - t0:.0f} s")
     return 0
 

@@ -186,3 +186,27 @@ def test_expected_weights_share_the_expectation_and_collect_fragments():
     table = {"cls": np.array(["rbc", "rbc", "rbc", "wbc"]), "count_weight": np.array([1.4, 0.85, 0.85, 1.0])}
     assert rbc_count(table) == 3  # round(3.1); the far fragment's 0.3 is lost
     assert rbc_count({"cls": table["cls"]}) == 3
+
+
+def test_int8_copy_tracks_the_fp32_network(tmp_path):
+    torch = pytest.importorskip("torch")
+    if "x86" not in torch.backends.quantized.supported_engines:
+        pytest.skip("no x86 int8 backend")
+    torch.set_num_threads(1)
+    train, _ = _disc_set(16, seed=6)
+    net = R.train_density(train, width=8, epochs=40, batch=8, lr=1e-2, seed=1)
+    p = tmp_path / "q.pt"
+    R.save_density_model(net, p, {"width": 8}, int8_state=R.quantize(net, [od for od, _ in train]))
+    qnet, meta = R.load_density_model(str(p))
+    fnet, fmeta = R.load_density_model(str(p), False)
+    assert meta["int8"] and not fmeta["int8"]
+    for od, _ in _disc_set(6, seed=9)[0]:
+        q = R.rbc_density(od, path=str(p))
+        with torch.inference_mode():
+            f = float(fnet(torch.from_numpy(R.pad4(od))[None].contiguous(memory_format=torch.channels_last)).sum())
+        assert q.sum() == pytest.approx(f / R.TARGET_SCALE, abs=0.15, rel=0.05)
+
+
+def test_shipped_weights_carry_the_int8_copy():
+    _, meta = R.load_density_model()
+    assert meta["int8"] and meta["int8_calibration_images"] == meta["fitting_images"]
