@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or R.WEIGHTS
+    if args.quantize_only and not out.is_file():
+        ap.error(f"--quantize-only needs existing weights at {out}")
     with open(root / "counts.csv", newline="") as fh:
         truth = {r["image"]: int(float(r["rbc_txl"])) for r in csv.DictReader(fh) if (r.get("rbc_txl") or "").strip()}
     fit_names = _fitting_names(root, "rbc_txl")
@@ -115,10 +117,7 @@ def main(argv=None) -> int:
     print(f"prepared {len(data)} fields {shapes.pop()} at {work_mpp:.4f} um/px in {time.time() - t0:.0f} s", flush=True)
 
     if args.quantize_only:
-        blob = torch.load(out, map_location="cpu", weights_only=True)
-        net = R.build_net(int(blob["meta"]["width"]))
-        net.load_state_dict(blob["state_dict"])
-        net.eval()
+        net, blob = R.read_weights(out)
         meta = {k: v for k, v in blob["meta"].items() if k != "scale"}
         meta["int8_calibration_images"] = len(fit_names)
         digest = R.save_density_model(net, out, meta, int8_state=R.quantize(net, [data[n][0] for n in fit_names]))

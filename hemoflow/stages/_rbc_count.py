@@ -103,24 +103,12 @@ def predict_proba(features: np.ndarray, *, density: bool = False) -> np.ndarray:
 
 
 def predict_counts(features: np.ndarray, coef: np.ndarray | None = None, *, density: bool = False) -> np.ndarray:
-    """Most probable cell count (0..3) per basin under the shipped (or given) model.
-
-    ``density``: the shipped density-aware model, whose features end with
-    :data:`MASS_FEATURES`.
-    """
-    if coef is None:
-        if density:
-            from hemoflow.stages._rbc_model_density import COEF, MEAN, STD
-        else:
-            from hemoflow.stages._rbc_model import COEF, MEAN, STD
-
-        coef = np.asarray(COEF)
-        z = (features - np.asarray(MEAN)) / np.asarray(STD)
-    else:
-        z = features
-    if len(z) == 0:
+    """Most probable cell count (0..3) per basin under the shipped model (see
+    :func:`predict_proba`), or under ``coef`` for features already standardised."""
+    if len(features) == 0:
         return np.zeros(0, np.int64)
-    return np.argmax(z @ coef, axis=1).astype(np.int64)
+    scores = predict_proba(features, density=density) if coef is None else features @ coef
+    return np.argmax(scores, axis=1).astype(np.int64)
 
 
 def expected_weights(proba: np.ndarray, labels: np.ndarray, *, reach_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -353,6 +341,9 @@ def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: st
                         help="fold models from `scripts/train_rbc_density.py --folds-dir`: fit the density-aware "
                         "model (written to _rbc_model_density.py) instead of the shape-only one")
     args = ap.parse_args(argv)
+    folds = getattr(args, "density_folds", None)
+    if folds is not None and not (folds / "folds.json").is_file():
+        ap.error(f"{folds} has no folds.json: write it with `scripts/train_rbc_density.py --cv 5 --folds-dir {folds}`")
     for need in ("counts.csv", "txl_reannotations", "JPEGImages"):
         if not (args.data_dir / need).exists():
             ap.error(f"{args.data_dir} is not a BCCD-layout folder: {need} is missing")

@@ -22,15 +22,17 @@ the BCCD fields' TXL re-annotations (see the weights' metadata and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from hemoflow.kernels._smear import grow_labels, label_grid_sum
 
-__all__ = ["ALIGN", "WEIGHTS", "build_net", "load_density_model", "rbc_density", "basin_mass", "pad4"]
+__all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass", "pad4"]
 
 #: The density grid is 4 working px wide; windows must start on it.
 ALIGN = 4
@@ -76,14 +78,12 @@ def _fuse(net):
     return nn.Sequential(*out).eval()
 
 
+@contextlib.contextmanager
 def _quiet():
     """Silence the deprecation chatter of torch's eager-mode int8 API (pinned torch)."""
-    import warnings
-
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("ignore")
-    return ctx
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _prepare(net):
@@ -115,8 +115,7 @@ def quantize(net, ods) -> dict:
     quantisation, x86 backend, BatchNorm folded first); stored beside the fp32 weights."""
     import torch
 
-    ctx = _quiet()
-    try:
+    with _quiet():
         from torch.ao.quantization.quantize_fx import convert_fx
 
         prep = _prepare(_fuse(net))
@@ -124,8 +123,22 @@ def quantize(net, ods) -> dict:
             for od in ods:
                 prep(torch.from_numpy(pad4(od))[None])
         return dict(convert_fx(prep).state_dict())
-    finally:
-        ctx.__exit__(None, None, None)
+
+
+def read_weights(path):
+    """``(net, blob)`` of a weights file: the fp32 network in eval mode and the stored
+    ``{"state_dict", "meta"[, "int8_state"]}`` plus ``"sha256"`` of the file."""
+    import io
+
+    import torch
+
+    data = Path(path).read_bytes()
+    with _quiet():  # rebuilding the int8 tensors warns about their deprecation
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    blob["sha256"] = hashlib.sha256(data).hexdigest()
+    net = build_net(int(blob["meta"]["width"]))
+    net.load_state_dict(blob["state_dict"])
+    return net.eval(), blob
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,25 +156,15 @@ def load_density_model(path: str | None = None, int8: bool = True):
             f"RBC density weights not found at {p}; train them with "
             "`python scripts/train_rbc_density.py DATA/bccd` or set rbc_density_model=False"
         )
-    ctx = _quiet()  # rebuilding the int8 tensors warns about their deprecation
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-    finally:
-        ctx.__exit__(None, None, None)
+    net, blob = read_weights(p)
     meta = dict(blob["meta"])
-    net = build_net(int(meta["width"]))
-    net.load_state_dict(blob["state_dict"])
-    net.eval()
-    meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    meta["sha256"] = blob["sha256"]
     fused = _fuse(net)
     if int8 and blob.get("int8_state") and "x86" in torch.backends.quantized.supported_engines:
-        ctx = _quiet()
-        try:
+        with _quiet():
             torch.backends.quantized.engine = "x86"
             qnet = _int8_shell(fused)
             qnet.load_state_dict(blob["int8_state"])
-        finally:
-            ctx.__exit__(None, None, None)
         meta["int8"] = True
         return qnet, meta
     meta["int8"] = False

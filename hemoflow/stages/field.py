@@ -65,7 +65,7 @@ from hemoflow.kernels import label
 from hemoflow.kernels._smear import binomial3, chamfer_distance, stain_planes
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
-from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_counts, predict_proba, split_basins
+from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_proba, split_basins
 from hemoflow.stages._rbc_density import basin_mass, rbc_density
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
@@ -438,15 +438,12 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
 # --------------------------------------------------------------------------- analysis
 
 
-def _count_basins(rbc: np.ndarray, n: int, dist: np.ndarray, rbc_area: float) -> np.ndarray:
-    return predict_counts(basin_features(rbc, n, dist, rbc_area_px=rbc_area))
-
-
-def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float, count_basins=_count_basins,
+def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float, count_basins=None,
              keep_platelets=None):
     """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
     um = 1.0 / px_um  # working px per µm
-    density_counts = params.rbc_count_model and params.rbc_density_model and count_basins is _count_basins
+    # count_basins / keep_platelets: hooks for fitting the shipped models (None: use them)
+    density_counts = params.rbc_count_model and params.rbc_density_model and count_basins is None
     cell, nuc, od = _planes(rgb, cal.background, int(cal.downsample), params, od=density_counts)
     rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
     cell_mask = open_disk(cell > cal.cell_threshold * params.cell_threshold_scale, max(0.4 * um, 1.0))
@@ -496,7 +493,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     if params.rbc_count_model:
         # the model decides which basins are cells, fragments, or clumps of 2-3 cells
         rbc, n_rbc = filter_small(rbc, n_rbc, min_area_px=max(0.02 * rbc_area, 2.0))
-        if count_basins is _count_basins:
+        if count_basins is None:
             feats = basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area)
             if density_counts:
                 mass = basin_mass(rbc, n_rbc, rbc_density(od), reach_px=params.rbc_density_reach_um * um)
