@@ -99,6 +99,7 @@ def analyze_image(
     classifier: Any = None,
     crop: CropSpec | None = None,
     name: str | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Analyse one field and return counts plus one record per cell.
 
@@ -116,6 +117,10 @@ def analyze_image(
         Overrides the crop geometry.
     name : str, optional
         Name reported as ``"image"`` (default: the file stem, or ``"array"``).
+    tta : bool
+        Classify WBCs with test-time augmentation (``classifier.predict(crops, tta=True)``:
+        the softmax averaged over 8 flips and quarter turns). Off by default, as in the
+        tiled pipeline, so both give the same types.
 
     Returns
     -------
@@ -144,7 +149,7 @@ def analyze_image(
     cls = t["cls"]
     wbc_types: dict[int, tuple[str, float]] = {}
     if classifier is not None and len(res.crops):
-        labels, probs = classifier.predict(res.crops)
+        labels, probs = classifier.predict(res.crops, tta=True) if tta else classifier.predict(res.crops)
         probs = np.asarray(probs)
         rows = np.flatnonzero(cls == "wbc")
         for k, r in enumerate(rows):

@@ -83,7 +83,8 @@ def _client(args) -> Any:
 def _run_job(client, manifest, out: str, args) -> dict[str, Any]:
     from hemoflow.config import JobConfig
 
-    cfg = JobConfig.from_env(tile_size=getattr(args, "tile_size", None))
+    cfg = JobConfig.from_env(tile_size=getattr(args, "tile_size", None),
+                             tta=True if getattr(args, "tta", False) else None)
     job = client.submit(manifest, out, config=cfg)
     bar = ProgressBar(f"job {job.id}")
     try:
@@ -115,7 +116,7 @@ def cmd_run(args) -> int:
     storage.check_writable(args.out)  # before a cluster starts: fail fast, write nothing
     from hemoflow.config import JobConfig
 
-    cfg = JobConfig.from_env(tile_size=args.tile_size)
+    cfg = JobConfig.from_env(tile_size=args.tile_size, tta=True if args.tta else None)
     with _client(args) as client:
         job = client.submit(manifest, args.out, config=cfg, model=args.model, job_id=args.job_id,
                             tile_resume=not args.no_tile_records,
@@ -255,7 +256,7 @@ def cmd_analyze(args) -> int:
         classifier = load_default_model()
     results = []
     for img in args.images:
-        r = analyze_image(img, mpp=mpp, classifier=classifier)
+        r = analyze_image(img, mpp=mpp, classifier=classifier, tta=args.tta)
         if pooled:
             r["mpp_estimated"], r["mpp_pooled_over"] = True, pooled
         results.append(r)
@@ -291,13 +292,13 @@ def _json_default(o):
 def cmd_classify(args) -> int:
     from hemoflow.classify.infer import classify_images
 
-    results = classify_images(args.images, mpp=args.mpp)
+    results = classify_images(args.images, mpp=args.mpp, tta=not args.no_tta)
     if args.json:
         json.dump(results, sys.stdout, indent=2, default=_json_default)
         print()
     else:
         for r in results:
-            print(f"{r['image']}\t{r['label']}\t{r['confidence']:.3f}")
+            print(f"{r['image']}\t{r['label']}\t{r['probability']:.3f}")
     return 0
 
 
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
         p.add_argument("--scheduler", default=None, help="connect to this scheduler instead of a local cluster")
         p.add_argument("--tile-size", type=int, default=None, help="tile core size in px")
+        p.add_argument("--tta", action="store_true",
+                       help="classify WBCs with test-time augmentation (8x the classification compute)")
         p.add_argument("--tls-ca", default=None, help="CA certificate for a tls:// scheduler")
         p.add_argument("--tls-cert", default=None, help="client certificate for a tls:// scheduler")
         p.add_argument("--tls-key", default=None, help="client key for a tls:// scheduler")
@@ -377,12 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--mpp-per-image", action="store_true",
                        help="with several images, estimate each image's pixel size on its own")
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
+    p.add_argument("--tta", action="store_true",
+                   help="classify WBCs with test-time augmentation (8 flips and quarter turns per crop)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("classify", help="classify single-cell images (one centred WBC per image)")
     p.add_argument("images", nargs="+")
     p.add_argument("--json", action="store_true")
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel of the images")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per image (default: average over its 8 flips and quarter turns)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("train", help="train a cell classifier from a folder with labels.csv")

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from hemoflow.errors import HemoflowError
 
-__all__ = ["JobConfig", "parse_positive_int", "parse_positive_float"]
+__all__ = ["JobConfig", "parse_bool", "parse_positive_int", "parse_positive_float"]
 
 
 def parse_positive_int(name: str, value: Any) -> int:
@@ -30,6 +30,22 @@ def parse_positive_int(name: str, value: Any) -> int:
     if out <= 0 or (isinstance(value, float) and value != out):
         raise HemoflowError(f"{name} must be a positive integer, got {value!r}")
     return out
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a bool (``True``/``False``, 0/1, or a string such as "1", "true",
+    "no") or raise :class:`HemoflowError`."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off"):
+            return False
+    raise HemoflowError(f"{name} must be true or false, got {value!r}")
 
 
 def parse_positive_float(name: str, value: Any) -> float:
@@ -61,14 +77,20 @@ class JobConfig:
         slides are pooled until this many are waiting.
     chunk : int
         Zarr chunk side used at ingest.
+    tta : bool
+        Classify each WBC crop with test-time augmentation (softmax averaged over its 8
+        flips and quarter turns): 8x the classification compute. Off by default for jobs
+        (throughput); ``hemoflow classify`` uses it by default.
     """
 
     tile_size: int = 4096
     halo_um: float | None = None
     batch_size: int = 512
     chunk: int = 1024
+    tta: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tta", parse_bool("tta", self.tta))
         object.__setattr__(self, "tile_size", parse_positive_int("tile_size", self.tile_size))
         object.__setattr__(self, "batch_size", parse_positive_int("batch_size", self.batch_size))
         object.__setattr__(self, "chunk", parse_positive_int("chunk", self.chunk))
@@ -89,7 +111,8 @@ class JobConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "JobConfig":
         """Defaults, then ``HEMOFLOW_TILE_SIZE`` / ``HEMOFLOW_HALO_UM`` /
-        ``HEMOFLOW_BATCH_SIZE`` / ``HEMOFLOW_CHUNK``, then explicit ``overrides``."""
+        ``HEMOFLOW_BATCH_SIZE`` / ``HEMOFLOW_CHUNK`` / ``HEMOFLOW_TTA``, then explicit
+        ``overrides``."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):

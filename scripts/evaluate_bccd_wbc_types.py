@@ -14,7 +14,7 @@ as ``hemoflow analyze`` does with several images); ``--mpp`` gives it, ``--mpp-p
 estimates each field alone.
 
 Usage: python scripts/evaluate_bccd_wbc_types.py ../shared/data/bccd [--limit N]
-       [--mpp UM_PER_PX | --mpp-per-image]
+       [--mpp UM_PER_PX | --mpp-per-image] [--tta]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mpp", type=float, default=None)
     ap.add_argument("--mpp-per-image", action="store_true")
     ap.add_argument("--model", type=Path, default=None, help="weights file (default: the shipped model)")
+    ap.add_argument("--tta", action="store_true", help="test-time augmentation (8 flips/turns per crop)")
     args = ap.parse_args(argv)
     if not (args.data_dir / "counts.csv").exists():
         ap.error(f"{args.data_dir} is not a BCCD-layout folder (counts.csv is missing)")
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
 
     pairs, skipped, part = [], Counter(), []
     for row in counts.itertuples():
-        res = analyze_image(args.data_dir / "JPEGImages" / f"{row.image}.jpg", classifier=clf, mpp=mpp)
+        res = analyze_image(args.data_dir / "JPEGImages" / f"{row.image}.jpg", classifier=clf, mpp=mpp, tta=args.tta)
         wbcs = [c for c in res["cells"] if c["cls"] == "wbc"]
         if len(wbcs) != 1:
             skipped[f"{len(wbcs)} WBC detected"] += 1

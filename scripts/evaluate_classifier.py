@@ -16,12 +16,13 @@ Printed: accuracy, macro-F1, per-class recall and confusion matrix for
 
 Usage::
 
-    python scripts/evaluate_classifier.py [--data ../shared/data] [--model/--weights path.pt] [--json out.json]
+    python scripts/evaluate_classifier.py [--data ../shared/data] [--model/--weights path.pt] [--json out.json] [--tta]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -92,13 +93,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--synth-fields", type=int, default=12)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--tta", action="store_true",
+                    help="CNN with test-time augmentation (8 flips/turns per crop, as `hemoflow classify` does)")
     args = ap.parse_args(argv)
 
     clf = load_model(args.model) if args.model else load_default_model()
     print(f"model: {clf}")
     images, labels = pbc_heldout(args.data)
     print(f"held-out PBC originals: {len(images)} cells")
-    results: dict = {"model_sha256": clf.sha256, "cnn": run_conditions(clf.predict, images, labels, clf.io)}
+    predict = functools.partial(clf.predict, tta=args.tta)
+    results: dict = {"model_sha256": clf.sha256, "tta": args.tta, "cnn": run_conditions(predict, images, labels, clf.io)}
     for name, m in results["cnn"].items():
         print(format_metrics(m, title=f"CNN, {name}") if name == "clean" else
               f"CNN, {name}: accuracy={m['accuracy']:.4f} macro-F1={m['macro_f1']:.4f} "
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     if args.synth_fields > 0 and importlib.util.find_spec("hemoflow.synth") is not None:
         uniform = {t: 1.0 for t in ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")}
         for name, mix in (("normal", "normal"), ("acute_leukaemia", "acute_leukaemia"), ("uniform", uniform)):
-            m = synthetic_agreement(clf, n_fields=args.synth_fields, wbc_mix=mix, n_wbc=12)
+            m = synthetic_agreement(clf, n_fields=args.synth_fields, wbc_mix=mix, n_wbc=12, tta=args.tta)
             results[f"synthetic_{name}"] = m
             print(format_metrics(m, title=f"synthetic fields ({name} mix): agreement with truth"))
     if args.json:

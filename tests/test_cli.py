@@ -106,3 +106,32 @@ def test_analyze_several_images_share_one_estimated_mpp(tmp_path):
     r = _hemoflow("analyze", *map(str, paths), "--json", "--no-classify", "--mpp-per-image")
     out = json.loads(r.stdout)
     assert r.returncode == 0 and all("mpp_pooled_over" not in o for o in out)
+
+
+def test_classify_json_contract(tmp_path):
+    """`hemoflow classify --json`: one {"image", "label", "probability", "probabilities"} per
+    image, in order; test-time augmentation by default, `--no-tta` for one view. Cells are
+    cut from a synthetic field around WBCs of known type."""
+    rgb, truth = synth.synth_field((768, 768), mpp=0.25, seed=500_001, n_wbc=4)
+    wbc = [i for i, c in enumerate(truth["cls"]) if c == "wbc"]
+    paths = []
+    for k, i in enumerate(wbc[:3]):
+        y, x = int(truth["y"][i]), int(truth["x"][i])
+        cell = np.pad(rgb, ((80, 80), (80, 80), (0, 0)), mode="edge")[y : y + 160, x : x + 160]
+        paths.append(tmp_path / f"cell{k}.png")
+        Image.fromarray(cell).save(paths[-1])
+    outs = {}
+    for flag in ((), ("--no-tta",)):
+        r = _hemoflow("classify", *map(str, paths), "--json", "--mpp", "0.25", *flag)
+        assert r.returncode == 0, r.stderr
+        outs[flag] = out = json.loads(r.stdout)
+        assert [o["image"] for o in out] == [str(p) for p in paths]
+        for o, i in zip(out, wbc):
+            assert set(o) == {"image", "label", "probability", "probabilities"}
+            assert o["label"] == max(o["probabilities"], key=o["probabilities"].get)
+            assert o["probability"] == pytest.approx(o["probabilities"][o["label"]], abs=1e-5)
+            assert sum(o["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+            assert o["label"] == truth["type"][i]
+    assert [o["probabilities"] for o in outs[()]] != [o["probabilities"] for o in outs[("--no-tta",)]]
+    r = _hemoflow("classify", str(tmp_path / "missing.png"))
+    assert r.returncode != 0 and "not found" in r.stderr

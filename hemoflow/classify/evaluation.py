@@ -72,7 +72,7 @@ def evaluate_pbc(predict, images, labels, io: ModelIOConfig, *, mpp: float = PBC
 
 
 def synthetic_agreement(clf, *, n_fields: int = 6, seed: int = 500_000, shape=(768, 768), mpp: float = 0.25,
-                        **synth_kwargs: Any) -> dict[str, Any]:
+                        tta: bool = False, **synth_kwargs: Any) -> dict[str, Any]:
     """Share of synthetic WBCs whose predicted type equals the generator's truth.
 
     Fields come from :func:`hemoflow.synth.synth_field` with seeds ``seed, seed+1, ...``
@@ -90,7 +90,7 @@ def synthetic_agreement(clf, *, n_fields: int = 6, seed: int = 500_000, shape=(7
             continue
         ys, xs = np.asarray(truth["y"], float)[sel], np.asarray(truth["x"], float)[sel]
         crops = crop_cells(rgb, ys, xs, mpp=mpp, crop=spec)
-        labels, _ = clf.predict(crops)
+        labels, _ = clf.predict(crops, tta=True) if tta else clf.predict(crops)
         truth_all += [str(t) for t in np.asarray(truth["type"])[sel]]
         pred_all += labels
     m = classification_metrics(truth_all, pred_all, classes=clf.io.classes)

@@ -78,14 +78,14 @@ def clear_model_cache() -> None:
 
 
 def classify_crops(
-    crops: np.ndarray, model: WbcClassifier | None = None, *, batch_size: int = 256
+    crops: np.ndarray, model: WbcClassifier | None = None, *, batch_size: int = 256, tta: bool = False
 ) -> tuple[list[str], np.ndarray]:
     """Classify uint8 [N,S,S,3] crops with ``model`` (default: this process's cached model).
 
-    Returns ``(labels, probs)`` as :meth:`WbcClassifier.predict` does.
+    Returns ``(labels, probs)`` as :meth:`WbcClassifier.predict` does (``tta`` likewise).
     """
     clf = model if model is not None else _plugin_model() or get_worker_model()
-    return clf.predict(crops, batch_size=batch_size)
+    return clf.predict(crops, batch_size=batch_size, tta=tta)
 
 
 def _plugin_model() -> WbcClassifier | None:
@@ -148,29 +148,33 @@ def classify_images(
     mpp: float | None = None,
     model: WbcClassifier | None = None,
     batch_size: int = 256,
+    tta: bool = True,
 ) -> list[dict[str, Any]]:
     """Classify image files, each holding one centred cell (like the PBC dataset).
 
     Each image is resampled from ``mpp`` (default: the PBC camera, ~0.1 µm/px) to the
-    model's ``io.mpp`` and centre-cropped/padded to ``io.input_size``.
+    model's ``io.mpp`` and centre-cropped/padded to ``io.input_size``. ``tta`` (default on:
+    a handful of images costs little) averages the softmax over each crop's 8 flips and
+    quarter turns (:meth:`WbcClassifier.predict`).
 
     Returns
     -------
     list of dict
-        Per image: ``image`` (path), ``label``, ``confidence`` and ``probs`` (class -> p).
+        Per image: ``image`` (the path as given), ``label``, ``probability`` (of ``label``) and
+        ``probabilities`` (class -> p) — the JSON contract of ``hemoflow classify --json``.
     """
     clf = model if model is not None else get_worker_model()
     src_mpp = float(mpp) if mpp is not None else PBC_CAMERA_MPP
     crops = np.stack(
         [prepare_cell_image(_read_rgb(p), mpp=src_mpp, size=clf.io.input_size, dst_mpp=clf.io.mpp) for p in paths]
     ) if len(paths) else np.zeros((0, clf.io.input_size, clf.io.input_size, 3), np.uint8)
-    labels, probs = clf.predict(crops, batch_size=batch_size)
+    labels, probs = clf.predict(crops, batch_size=batch_size, tta=tta)
     return [
         {
             "image": str(p),
             "label": lb,
-            "confidence": float(pr.max()),
-            "probs": {c: round(float(v), 5) for c, v in zip(clf.io.classes, pr)},
+            "probability": float(pr.max()),
+            "probabilities": {c: round(float(v), 5) for c, v in zip(clf.io.classes, pr)},
         }
         for p, lb, pr in zip(paths, labels, probs)
     ]

@@ -146,6 +146,14 @@ def check_crops(crops: Any, io: ModelIOConfig) -> np.ndarray:
     return crops
 
 
+def dihedral_views(crops: np.ndarray):
+    """The 8 flips and quarter turns of NHWC ``crops`` (identity first), each contiguous."""
+    for flip in (False, True):
+        base = crops[:, :, ::-1] if flip else crops
+        for k in range(4):
+            yield np.ascontiguousarray(np.rot90(base, k, axes=(1, 2)))
+
+
 class WbcClassifier:
     """A network bound to its I/O config: uint8 crops in, labels and probabilities out.
 
@@ -255,7 +263,7 @@ class WbcClassifier:
                 return np.empty((0, self.io.n_classes), np.float32)
             return torch.cat(outs).cpu().numpy()
 
-    def predict(self, crops: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
+    def predict(self, crops: np.ndarray, batch_size: int = 256, *, tta: bool = False) -> tuple[list[str], np.ndarray]:
         """Classify crops.
 
         Parameters
@@ -264,6 +272,9 @@ class WbcClassifier:
             RGB crops with ``S == io.input_size``, sampled at ``io.mpp`` µm/px.
         batch_size : int
             Crops per forward pass.
+        tta : bool
+            Test-time augmentation: average the softmax over the 8 flips and quarter turns
+            of each crop (the symmetries the training augmentation covers). 8x the compute.
 
         Returns
         -------
@@ -272,8 +283,15 @@ class WbcClassifier:
         probs : float32 ndarray [N, C]
             Softmax probabilities in the order of ``io.classes``.
         """
-        logits = self.predict_logits(crops, batch_size=batch_size)
-        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
+        if tta:
+            crops = check_crops(crops, self.io)
+            probs = np.zeros((crops.shape[0], self.io.n_classes), np.float64)
+            for view in dihedral_views(crops):
+                probs += torch.softmax(torch.from_numpy(self.predict_logits(view, batch_size=batch_size)), dim=1).numpy()
+            probs = (probs / 8).astype(np.float32)
+        else:
+            logits = self.predict_logits(crops, batch_size=batch_size)
+            probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
         idx = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         return [self.io.classes[i] for i in idx], probs
 

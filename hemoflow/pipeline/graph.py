@@ -218,7 +218,7 @@ class JobRunner:
             batch = pool
             pool = []
             f = self._submit(tasks.classify_batch, [t for _, _, t in batch], self.config.batch_size,
-                             self.model_path, key_prefix="classify", priority=5, retries=self.task_retries,
+                             self.model_path, self.config.tta, key_prefix="classify", priority=5, retries=self.task_retries,
                              **classify_kw)
             kinds[f] = ("classify", batch)
             for pos, (sid, idx, _) in enumerate(batch):

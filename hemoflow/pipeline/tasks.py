@@ -262,8 +262,10 @@ def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
     return TileResult(sid, tile.index, table, crops, seconds)
 
 
-def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | None = None) -> dict[str, Any]:
-    """Classify the WBC crops of several tiles (of any slides) in large batches.
+def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | None = None,
+                   tta: bool = False) -> dict[str, Any]:
+    """Classify the WBC crops of several tiles (of any slides) in large batches
+    (``tta``: test-time augmentation, see :meth:`WbcClassifier.predict`).
 
     Returns ``{"labels": [per tile array], "confidence": [...], "worker": address,
     "n": crops classified, "seconds": ...}``.
@@ -278,7 +280,7 @@ def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | N
     if crops:
         batch = np.concatenate(crops)
         model = get_worker_model(model_path) if model_path else None
-        labels, probs = classify_crops(batch, model=model, batch_size=batch_size)
+        labels, probs = classify_crops(batch, model=model, batch_size=batch_size, tta=tta)
         conf = np.asarray(probs, dtype=np.float32).max(axis=1)
     out_l, out_c, i = [], [], 0
     for n in sizes:

@@ -101,6 +101,22 @@ def test_predict_is_deterministic_and_batch_independent(tiny_clf):
     np.testing.assert_allclose(p1, p3, atol=1e-5)
 
 
+def test_tta_averages_the_eight_dihedral_views(tiny_clf):
+    """tta=True is the mean softmax over the 8 flips/quarter turns, hence invariant to them."""
+    x = _crops(6, 32, seed=3)
+    views = [np.rot90(b, k, axes=(1, 2)) for b in (x, x[:, :, ::-1]) for k in range(4)]
+    assert len({v.tobytes() for v in views}) == 8
+    ref = np.mean([tiny_clf.predict(np.ascontiguousarray(v))[1] for v in views], axis=0)
+    labels, probs = tiny_clf.predict(x, tta=True)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, ref, atol=1e-6)
+    assert labels == [tiny_clf.io.classes[i] for i in ref.argmax(1)]
+    for v in (views[1], views[6]):
+        np.testing.assert_allclose(tiny_clf.predict(np.ascontiguousarray(v), tta=True)[1], probs, atol=1e-5)
+    assert not np.allclose(tiny_clf.predict(x)[1], probs, atol=1e-4)  # single view differs
+    assert tiny_clf.predict(x[:0], tta=True)[1].shape == (0, 3)
+
+
 def test_memory_format_and_autocast_paths_agree(tiny_net, tiny_io):
     """channels_last and autocast (bf16 on CPU here; the CUDA path uses the same code)."""
     x = _crops(8, 32, seed=2)

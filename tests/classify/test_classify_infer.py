@@ -56,6 +56,33 @@ def test_classify_images(tmp_path, tiny_weights):
     assert [r["image"] for r in out] == [str(p) for p in paths]
     for r in out:
         assert r["label"] in clf.io.classes
-        assert r["confidence"] == pytest.approx(max(r["probs"].values()), abs=1e-4)
+        assert set(r) == {"image", "label", "probability", "probabilities"}
+        assert r["probability"] == pytest.approx(max(r["probabilities"].values()), abs=1e-4)
+    # default = test-time augmentation over the 8 flips/turns of each prepared crop
+    crops = np.stack([infer.prepare_cell_image(np.asarray(Image.open(p).convert("RGB")), mpp=0.2,
+                                               size=clf.io.input_size, dst_mpp=clf.io.mpp) for p in paths])
+    for r, pr in zip(out, clf.predict(crops, tta=True)[1]):
+        assert list(r["probabilities"].values()) == pytest.approx(pr.tolist(), abs=1e-5)
+    single = infer.classify_images(paths, mpp=0.2, model=clf, tta=False)
+    for r, pr in zip(single, clf.predict(crops)[1]):
+        assert list(r["probabilities"].values()) == pytest.approx(pr.tolist(), abs=1e-5)
     with pytest.raises(SlideNotFoundError):
         infer.classify_images([tmp_path / "missing.jpg"], model=clf)
+
+
+def test_classify_batch_passes_tta(tiny_weights):
+    """The job's ``tta`` setting reaches the classifier: labels/confidences of a pooled batch
+    equal those of ``predict(..., tta=True)`` on the same crops, split back per tile."""
+    from hemoflow.pipeline.tasks import TileResult, classify_batch
+
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    tiles = [TileResult("s", 0, {}, crops[:3], 0.0), TileResult("s", 1, {}, crops[:0], 0.0),
+             TileResult("t", 0, {}, crops[3:], 0.0)]
+    clf = infer.get_worker_model(tiny_weights, device="cpu")
+    for tta in (False, True):
+        out = classify_batch(tiles, 4, str(tiny_weights), tta)
+        labels, probs = clf.predict(crops, tta=tta)
+        assert [len(x) for x in out["labels"]] == [3, 0, 4] and out["n"] == 7
+        assert list(np.concatenate(out["labels"])) == labels
+        np.testing.assert_allclose(np.concatenate(out["confidence"]), probs.max(1), atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -41,20 +42,23 @@ def heldout(data_dir):
 
 
 @pytest.mark.data
-def test_heldout_pbc_robust_to_capture(clf, heldout):
+@pytest.mark.parametrize("tta", [False, True], ids=["single-view", "tta"])
+def test_heldout_pbc_robust_to_capture(clf, heldout, tta):
     """Accuracy on the 240 held-out PBC originals; JPEG q70 and +-15 % resizing each cost
-    <= 1.5 points.
+    <= 1.5 points, with one view per crop (the pipeline's default) and with test-time
+    augmentation (``hemoflow classify``'s default).
 
     Resized copies are processed with their true pixel size (0.1 / scale), as the pipeline
     does when the scanner reports it. Crops are resampled with Pillow here (fast); the
     pipeline's own cropper gives the figures of ``scripts/evaluate_classifier.py``.
     """
     images, labels = heldout
-    clean = evaluate_pbc(clf.predict, images, labels, clf.io, classes=PBC8, cropper="pil")
+    predict = functools.partial(clf.predict, tta=tta)
+    clean = evaluate_pbc(predict, images, labels, clf.io, classes=PBC8, cropper="pil")
     assert clean["accuracy"] >= 0.9, clean
     for kw in ({"jpeg_quality": 70}, {"scale": 0.85}, {"scale": 1.15}):
         imgs = [degrade(im, **kw) for im in images]
-        m = evaluate_pbc(clf.predict, imgs, labels, clf.io, mpp=0.1 / kw.get("scale", 1.0), classes=PBC8,
+        m = evaluate_pbc(predict, imgs, labels, clf.io, mpp=0.1 / kw.get("scale", 1.0), classes=PBC8,
                          cropper="pil")
         assert m["accuracy"] >= clean["accuracy"] - 0.015, (kw, m["accuracy"], clean["accuracy"])
 
