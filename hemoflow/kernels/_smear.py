@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from ._label import _find  # the same path-halving union-find root search
+from ._label import label
 
 __all__ = [
     "stain_planes",
@@ -233,15 +234,16 @@ def chamfer_distance(mask: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
-    hh, ww = dist.shape
-    n = hh * ww
-    flat = dist.ravel()
+def _flood_order(flat, comp, ncomp):
+    """Foreground pixels (``flat > 0``) sorted by connected component, then by decreasing
+    level, raster order within a level (two stable counting sorts). Components never
+    interact in the flood, so this is the global flood order restricted to each component,
+    and flooding one component at a time keeps the work inside its rows (cache-resident)."""
+    n = flat.shape[0]
     top = 0
     for k in range(n):
         if flat[k] > top:
             top = flat[k]
-    # counting sort, decreasing level, raster order within a level
     cnt = np.zeros(top + 2, np.int64)
     for k in range(n):
         if flat[k] > 0:
@@ -251,12 +253,34 @@ def _dt_watershed(dist, h_dyn, min_peak, rel_milli):
     for lv in range(top + 1):
         start[lv] = acc
         acc += cnt[lv]
-    order = np.empty(acc, np.int32)
+    by_level = np.empty(acc, np.int32)
     for k in range(n):
         if flat[k] > 0:
             b = top - flat[k]
-            order[start[b]] = k
+            by_level[start[b]] = k
             start[b] += 1
+    cs = np.zeros(ncomp + 2, np.int64)
+    for t in range(acc):
+        cs[comp[by_level[t]]] += 1
+    acc2 = 0
+    for c in range(ncomp + 1):
+        v = cs[c]
+        cs[c] = acc2
+        acc2 += v
+    order = np.empty(acc, np.int32)
+    for t in range(acc):
+        c = comp[by_level[t]]
+        order[cs[c]] = by_level[t]
+        cs[c] += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _dt_watershed(dist, order, h_dyn, min_peak, rel_milli):
+    hh, ww = dist.shape
+    n = hh * ww
+    flat = dist.ravel()
+    acc = order.shape[0]
     parent = np.full(n, -1, np.int32)
     peak = np.zeros(n, np.int32)
     roots = np.empty(8, np.int32)
@@ -340,7 +364,9 @@ def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.
     order of each basin's first pixel.
     """
     dist = np.ascontiguousarray(dist, np.int32)
-    return _dt_watershed(dist, np.int32(h), np.int32(min_peak), np.int64(round(rel * 1000)))
+    comp, ncomp = label(dist > 0, connectivity=2)
+    order = _flood_order(dist.ravel(), comp.ravel(), ncomp)
+    return _dt_watershed(dist, order, np.int32(h), np.int32(min_peak), np.int64(round(rel * 1000)))
 
 
 # --------------------------------------------------------------------------- painting
@@ -526,9 +552,9 @@ def _ring_sums(labels, boxes, offs, r2max, a, b, c):
                         owner = lab
                 if owner == k:
                     out[k, 0] += 1.0
-                    out[k, 1] += a[i, j]
-                    out[k, 2] += b[i, j]
-                    out[k, 3] += c[i, j]
+                    out[k, 1] += np.float64(a[i, j])
+                    out[k, 2] += np.float64(b[i, j])
+                    out[k, 3] += np.float64(c[i, j])
     return out
 
 
@@ -540,7 +566,10 @@ def ring_sums(labels: np.ndarray, n: int, radius: float, a: np.ndarray, b: np.nd
     (float64[n + 1, 4], row 0 unused)."""
     labels = np.ascontiguousarray(labels, np.int32)
     boxes = label_bboxes(labels, n)
-    arrs = [np.ascontiguousarray(v, np.float64) for v in (a, b, c)]
+    # in their own dtypes (bool as uint8): the kernel adds them into float64, exactly as a
+    # float64 copy would, without three image-sized copies per call
+    arrs = [np.ascontiguousarray(v).view(np.uint8) if v.dtype == np.bool_ else np.ascontiguousarray(v)
+            for v in (np.asarray(a), np.asarray(b), np.asarray(c))]
     return _ring_sums(labels, boxes, disk_offsets(radius), np.int64(np.floor(radius * radius + 1e-9)), *arrs)
 
 

@@ -36,3 +36,8 @@ def test_ring_sums_match_paint_nearest():
         for col, v in enumerate((np.ones_like(a), a, b, c)):
             want[:, col] = np.bincount(grown[ring], weights=v[ring], minlength=n + 1)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        # float32 and bool planes are summed as their float64 copies would be
+        a32, bm = a.astype(np.float32), b > 0.5
+        mixed = ring_sums(lab, n, radius, a32, bm, c)
+        np.testing.assert_array_equal(mixed, ring_sums(lab, n, radius, a32.astype(np.float64),
+                                                       bm.astype(np.float64), c))

@@ -101,3 +101,25 @@ def test_binomial3_is_the_smoothing_of_stain_planes():
     ref = ndi.correlate1d(ndi.correlate1d(cell.astype(np.float64), [0.25, 0.5, 0.25], axis=0, mode="nearest"),
                           [0.25, 0.5, 0.25], axis=1, mode="nearest")
     np.testing.assert_allclose(binomial3(cell), ref, atol=1e-6)
+
+
+def test_watershed_component_order_equals_global_flood():
+    """Flooding one connected component at a time (the cache-friendly order) gives exactly
+    the labels of one global flood by decreasing level: components never interact."""
+    from hemoflow.kernels._smear import _dt_watershed, _flood_order
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:200, :260]
+    for trial in range(4):
+        m = np.zeros(yy.shape, bool)
+        for _ in range(60):  # overlapping discs: single cells and clumps, cut by the border
+            cy, cx, r = rng.uniform(-5, 205), rng.uniform(-5, 265), rng.uniform(4, 11)
+            m |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        dist = chamfer_distance(m)
+        for h, rel, peak in ((2, 0.1, 0), (3, 0.25, 8), (1, 0.0, 0)):
+            got, n = dt_watershed(dist, h=h, min_peak=peak, rel=rel)
+            flat = dist.ravel()
+            glob = _flood_order(flat, (flat > 0).astype(np.int32), 1)  # one "component": level order
+            ref, n_ref = _dt_watershed(dist, glob, np.int32(h), np.int32(peak), np.int64(round(rel * 1000)))
+            assert n == n_ref and n > 10
+            np.testing.assert_array_equal(got, ref)
