@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import chamfer_distance, dilate_disk, dt_watershed, erode_disk, paint_nearest
+from hemoflow.kernels._smear import (
+    chamfer_distance,
+    dilate_disk,
+    dt_watershed,
+    erode_disk,
+    paint_nearest,
+    renumber_raster,
+)
 
 __all__ = [
     "disk",
@@ -154,12 +161,8 @@ def segment_wbc(
     has_nuc = np.zeros(m + 1, bool)
     has_nuc[lab[nuclei]] = True
     has_nuc[0] = False
-    grown = np.where(has_nuc[lab], grown, 0)
-    ids = np.unique(grown[grown > 0])
-    order = _raster_order(grown, ids)
-    lut = np.zeros(int(grown.max()) + 1, np.int32)
-    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
-    return lut[grown], len(order), nuclei
+    out, n_out = renumber_raster(np.where(has_nuc[lab], grown, 0))
+    return out, n_out, nuclei
 
 
 def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min_part: float) -> np.ndarray:
@@ -170,8 +173,6 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
     deterministic 2-means as the RBC basin splits; a split is kept only when both parts
     hold at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum.
     """
-    from scipy.spatial.distance import pdist
-
     from hemoflow.kernels._smear import bbox_slices, label_bboxes
     from hemoflow.stages._rbc_count import _kmeans_split
 
@@ -185,9 +186,10 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
         h, w = box[0].stop - box[0].start, box[1].stop - box[1].start
         if h * h + w * w <= max_len * max_len:
             continue
-        ys, xs = np.nonzero(seeds[box] == k)
-        if pdist(np.c_[ys, xs].astype(np.float64)).max() <= max_len:
+        m = seeds[box] == k
+        if feret_diameter(m) <= max_len:
             continue
+        ys, xs = np.nonzero(m)
         part = _kmeans_split(ys, xs, 2, iters=20)
         if min(np.count_nonzero(part == 0), np.count_nonzero(part == 1)) < min_part:
             continue
@@ -198,15 +200,22 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
     return out
 
 
-def _raster_order(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``ids`` sorted by the raster position of each id's first pixel (skimage numbering)."""
-    if ids.size == 0:
-        return ids
-    flat = lab.ravel()
-    first = np.full(int(lab.max()) + 1, flat.size, np.int64)
-    nz = np.flatnonzero(flat)
-    np.minimum.at(first, flat[nz], nz)
-    return ids[np.argsort(first[ids], kind="stable")]
+def feret_diameter(mask: np.ndarray) -> float:
+    """Largest distance between two pixel centres of ``mask`` (0 for one pixel or none).
+
+    The farthest pair lies on the convex hull, whose vertices are edge pixels (a pixel
+    with all four neighbours in the mask is the midpoint of two of them), so only the
+    edge pixels are compared.
+    """
+    from scipy.spatial.distance import pdist
+
+    m = np.asarray(mask, bool)
+    inner = np.zeros_like(m)
+    inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    ey, ex = np.nonzero(m & ~inner)
+    if len(ey) < 2:
+        return 0.0
+    return float(pdist(np.c_[ey, ex].astype(np.float64)).max())
 
 
 def segment_platelets(

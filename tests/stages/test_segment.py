@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from hemoflow.stages.segment import (
     close_disk,
@@ -127,3 +128,23 @@ def test_long_cluster_with_a_small_part_is_not_split():
     nuc[29:32, 39:62] = 1.0  # a thin tail: the far half holds too few pixels for a nucleus
     lab, n, _ = _wbc(nuc, max_nucleus_px=25, min_nucleus_px=100)
     assert n == 1
+
+
+def test_feret_diameter_matches_all_pairs():
+    from scipy.spatial.distance import pdist
+
+    from hemoflow.stages.segment import feret_diameter
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:40, :50]
+    for _ in range(20):
+        m = np.zeros(yy.shape, bool)
+        for _ in range(rng.integers(1, 4)):
+            cy, cx, r = rng.uniform(0, 40), rng.uniform(0, 50), rng.uniform(1, 9)
+            m |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        m &= rng.random(m.shape) < 0.9  # ragged, with holes
+        ys, xs = np.nonzero(m)
+        want = pdist(np.c_[ys, xs].astype(float)).max() if len(ys) > 1 else 0.0
+        assert feret_diameter(m) == pytest.approx(want, abs=1e-12)
+    assert feret_diameter(np.zeros((3, 3), bool)) == 0.0
+    assert feret_diameter(np.eye(3, dtype=bool)) == pytest.approx(2 * np.sqrt(2))
