@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+from numba import njit
 from scipy import ndimage as ndi
 
 from hemoflow.errors import HemoflowError
@@ -50,11 +52,14 @@ class CropSpec:
         return cls(**dict(d))
 
 
+@functools.lru_cache(maxsize=16)
 def _gauss_matrix(n: int, sigma: float) -> np.ndarray:
     """(n, n) matrix of a 1-D Gaussian filter with ``mode="nearest"`` borders, the same
     kernel as ``scipy.ndimage.gaussian_filter1d(..., truncate=4.0)``."""
     if sigma <= 0.3:
-        return np.eye(n, dtype=np.float32)
+        g = np.eye(n, dtype=np.float32)
+        g.setflags(write=False)
+        return g
     r = int(4.0 * sigma + 0.5)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
@@ -62,17 +67,49 @@ def _gauss_matrix(n: int, sigma: float) -> np.ndarray:
     rows = np.arange(n)
     for j, kv in zip(range(-r, r + 1), k):
         np.add.at(g, (rows, np.clip(rows + j, 0, n - 1)), kv)
-    return g.astype(np.float32)
+    g = g.astype(np.float32)
+    g.setflags(write=False)  # cached and shared
+    return g
+
+
+@njit(cache=True, nogil=True)
+def _bilinear_crops(rgb, iy, ty, ix, tx, bg, out):
+    # out[n, a, b] = bilinear sample at rows iy/iy+1 (weight ty of the second) and columns
+    # ix/ix+1 (weight tx), in float32 like the matrix route; outside the image: bg
+    h, w = rgb.shape[0], rgb.shape[1]
+    nc, s = iy.shape
+    for n in range(nc):
+        for a in range(s):
+            y = iy[n, a]
+            wy = ty[n, a]
+            for b in range(s):
+                x = ix[n, b]
+                wx = tx[n, b]
+                for c in range(3):
+                    v00 = np.float32(rgb[y, x, c]) if 0 <= y < h and 0 <= x < w else bg[c]
+                    v01 = np.float32(rgb[y, x + 1, c]) if 0 <= y < h and 0 <= x + 1 < w else bg[c]
+                    v10 = np.float32(rgb[y + 1, x, c]) if 0 <= y + 1 < h and 0 <= x < w else bg[c]
+                    v11 = np.float32(rgb[y + 1, x + 1, c]) if 0 <= y + 1 < h and 0 <= x + 1 < w else bg[c]
+                    r0 = (np.float32(1) - wy) * v00 + wy * v10
+                    r1 = (np.float32(1) - wy) * v01 + wy * v11
+                    v = np.rint((np.float32(1) - wx) * r0 + wx * r1)
+                    out[n, a, b, c] = np.uint8(min(max(v, np.float32(0)), np.float32(255)))
+
+
+def _taps(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left tap index and weight of the right tap for linear interpolation at ``pos``
+    (clamped to the ends like ``mode="nearest"``), as in :func:`_resample_matrix`."""
+    p = np.clip(pos, 0, n - 1)
+    i0 = np.minimum(np.floor(p).astype(np.int64), n - 2) if n > 1 else np.zeros(len(p), np.int64)
+    return i0, (p - i0).astype(np.float32)
 
 
 def _resample_matrix(pos: np.ndarray, n: int, sigma: float) -> np.ndarray:
     """(len(pos), n) matrix: Gaussian pre-filter, then linear interpolation at ``pos``
     (pixel-centre coordinates, clamped to the ends like ``mode="nearest"``)."""
-    p = np.clip(pos, 0, n - 1)
-    i0 = np.minimum(np.floor(p).astype(np.int64), n - 2) if n > 1 else np.zeros(len(p), np.int64)
-    t = (p - i0).astype(np.float32)
-    lin = np.zeros((len(p), n), np.float32)
-    rows = np.arange(len(p))
+    i0, t = _taps(pos, n)
+    lin = np.zeros((len(pos), n), np.float32)
+    rows = np.arange(len(pos))
     lin[rows, i0] = 1 - t
     if n > 1:
         lin[rows, i0 + 1] += t
@@ -113,6 +150,24 @@ def crop_cells(
     # output pixel j covers [cy - win/2 + j*step, ... + step); its centre, in the
     # pixel-centre coordinates of the centroid:
     grid = (np.arange(size) + 0.5) * step - win / 2.0
+    if sigma <= 0.3:
+        # no pre-filter: plain bilinear sampling, two taps per axis, every crop in one
+        # Numba pass (the tap positions are those of the matrix route below)
+        iy, ty, ix, tx = [], [], [], []
+        for cy, cx in zip(ys, xs):
+            y0 = int(np.floor(cy - win / 2.0)) - margin
+            x0 = int(np.floor(cx - win / 2.0)) - margin
+            y1 = int(np.ceil(cy + win / 2.0)) + margin + 1
+            x1 = int(np.ceil(cx + win / 2.0)) + margin + 1
+            a, b = _taps(cy + grid - y0, y1 - y0)
+            iy.append(a + y0)
+            ty.append(b)
+            a, b = _taps(cx + grid - x0, x1 - x0)
+            ix.append(a + x0)
+            tx.append(b)
+        _bilinear_crops(np.ascontiguousarray(rgb[..., :3]), np.array(iy), np.array(ty), np.array(ix),
+                        np.array(tx), bg, out)
+        return out
     for i, (cy, cx) in enumerate(zip(ys, xs)):
         y0 = int(np.floor(cy - win / 2.0)) - margin
         x0 = int(np.floor(cx - win / 2.0)) - margin
@@ -123,11 +178,15 @@ def crop_cells(
         sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
         if sy1 > sy0 and sx1 > sx0:
             patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1, :3]
+        ph, pw = patch.shape[:2]
         # Pre-filter and bilinear sampling are both separable and linear, so the crop is
         # wy @ patch @ wx.T per channel: two small matrix products instead of three
         # filter passes and three map_coordinates calls.
-        wy = _resample_matrix(cy + grid - y0, y1 - y0, sigma)
-        wx = _resample_matrix(cx + grid - x0, x1 - x0, sigma)
-        v = np.einsum("ij,jkc,lk->ilc", wy, patch, wx, optimize=True)
-        out[i] = np.clip(np.round(v), 0, 255).astype(np.uint8)
+        wy = _resample_matrix(cy + grid - y0, ph, sigma)
+        wx = _resample_matrix(cx + grid - x0, pw, sigma)
+        t = (wy @ patch.reshape(ph, pw * 3)).reshape(size, pw, 3)  # rows resampled
+        v = (wx @ t.transpose(1, 0, 2).reshape(pw, size * 3)).reshape(size, size, 3).transpose(1, 0, 2)
+        np.rint(v, out=v)
+        np.clip(v, 0, 255, out=v)
+        out[i] = v
     return out
