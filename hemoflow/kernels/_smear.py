@@ -606,6 +606,69 @@ def _renumber(labels, lut):
     return out, m
 
 
+@njit(cache=True, nogil=True)
+def _label_sizes(flat, n):
+    out = np.zeros(n + 1, np.int64)
+    for k in range(flat.shape[0]):
+        v = flat[k]
+        if 0 <= v <= n:
+            out[v] += 1
+    return out
+
+
+def label_sizes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Pixel count of each label ``0..n`` (int64[n + 1]; values outside are ignored):
+    ``np.bincount(labels.ravel(), minlength=n + 1)`` without its int64 copy of the image."""
+    labels = np.asarray(labels)
+    if labels.dtype not in (np.int32, np.int64, np.uint8, np.uint16, np.uint32):
+        labels = labels.astype(np.int64)
+    return _label_sizes(np.ascontiguousarray(labels).ravel(), int(n))
+
+
+@njit(cache=True, nogil=True)
+def _label_sources(new, old, n):
+    out = np.zeros(n + 1, np.int64)
+    for k in range(new.shape[0]):
+        v = new[k]
+        if v > 0:
+            out[v] = old[k]
+    return out
+
+
+def label_sources(new: np.ndarray, old: np.ndarray, n: int) -> np.ndarray:
+    """For labels ``new`` (1..n) whose regions each lie inside one region of ``old`` (a
+    split or renumbering of it), the ``old`` label of each (int64[n + 1], entry 0 = 0)."""
+    new = np.ascontiguousarray(new, np.int32).ravel()
+    old = np.ascontiguousarray(old).ravel()
+    if new.shape != old.shape:
+        raise ValueError(f"label images differ in size: {new.shape} vs {old.shape}")
+    return _label_sources(new, old, int(n))
+
+
+@njit(cache=True, nogil=True)
+def _overlay(base, top, offset):
+    for k in range(base.shape[0]):
+        if top[k] > 0:
+            base[k] = top[k] + offset
+
+
+def overlay_labels(*layers: tuple[np.ndarray, int]) -> np.ndarray:
+    """One int32 label image from ``(labels, n)`` layers: the first layer's labels as they
+    are, each next layer's nonzero labels shifted by the counts of the layers before it and
+    painted over what lies beneath (``np.where(top > 0, top + offset, base)`` in one pass)."""
+    first = np.asarray(layers[0][0])
+    out = np.array(first, np.int32, copy=True, order="C")
+    flat = out.ravel()
+    offset = int(layers[0][1])
+    for lab, n in layers[1:]:
+        lab = np.ascontiguousarray(lab, np.int32)
+        if lab.shape != out.shape:
+            raise ValueError(f"label images differ in size: {lab.shape} vs {out.shape}")
+        _overlay(flat, lab.ravel(), np.int32(offset))
+        offset += int(n)
+    return out
+
+
 def renumber_raster(labels: np.ndarray, lut: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Map ``labels`` through ``lut`` (identity when None; 0 = drop) and number the
     resulting regions 1..m in raster order of their first pixel (skimage numbering)."""

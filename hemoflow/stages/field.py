@@ -62,7 +62,7 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from hemoflow.errors import HemoflowError
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import binomial3, chamfer_distance, stain_planes
+from hemoflow.kernels._smear import binomial3, chamfer_distance, label_sources, overlay_labels, stain_planes
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
 from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_proba, split_basins
@@ -507,10 +507,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         rbc, n_rbc = split_basins(rbc, counts)
         if n_rbc:
             # each part carries its basin's weight (the parts of basin b share it)
-            src = np.zeros(n_rbc + 1, np.int64)
-            sel = rbc > 0
-            src[rbc[sel]] = old[sel]
-            rbc_weight = weight[src[1:] - 1]
+            rbc_weight = weight[label_sources(rbc, old, n_rbc)[1:] - 1]
     else:
         rbc, n_rbc = filter_small(
             rbc,
@@ -518,9 +515,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
             min_area_px=params.rbc_min_area_frac * rbc_area,
             border_min_area_px=params.rbc_border_min_area_frac * rbc_area,
         )
-    labels = wbc.astype(np.int32)
-    labels = np.where(plt > 0, plt + n_wbc, labels)
-    labels = np.where(rbc > 0, rbc + n_wbc + n_plt, labels).astype(np.int32)
+    labels = overlay_labels((wbc, n_wbc), (plt, n_plt), (rbc, n_rbc))
     classes = np.array(["wbc"] * n_wbc + ["platelet"] * n_plt + ["rbc"] * n_rbc, dtype="U8")
     weights = np.ones(len(classes))
     if rbc_weight is not None:

@@ -20,6 +20,7 @@ from hemoflow.kernels._smear import (
     dilate_disk,
     dt_watershed,
     erode_disk,
+    label_sizes,
     paint_nearest,
     renumber_raster,
 )
@@ -52,7 +53,7 @@ def disk(radius: float) -> np.ndarray:
 
 
 def _sizes(labels: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(labels.ravel(), minlength=n + 1)
+    return label_sizes(labels, n)
 
 
 def remove_small(mask: np.ndarray, min_area: float, connectivity: int = 2) -> np.ndarray:

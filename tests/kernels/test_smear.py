@@ -1,6 +1,7 @@
 """label_bboxes against scipy.ndimage.find_objects."""
 
 import numpy as np
+import pytest
 
 
 def test_label_bboxes_matches_find_objects():
@@ -41,3 +42,39 @@ def test_ring_sums_match_paint_nearest():
         mixed = ring_sums(lab, n, radius, a32, bm, c)
         np.testing.assert_array_equal(mixed, ring_sums(lab, n, radius, a32.astype(np.float64),
                                                        bm.astype(np.float64), c))
+
+
+def test_label_sizes_match_bincount():
+    from hemoflow.kernels._smear import label_sizes
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.int32, np.int64, np.uint16):
+        lab = rng.integers(0, 40, (50, 70)).astype(dtype)
+        got = label_sizes(lab, 39)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.bincount(lab.ravel().astype(np.int64), minlength=40))
+    np.testing.assert_array_equal(label_sizes(np.zeros((0, 3), np.int32), 2), [0, 0, 0])
+    np.testing.assert_array_equal(label_sizes(lab[::2, ::3], 39), np.bincount(lab[::2, ::3].ravel(), minlength=40))
+
+
+def test_label_sources_maps_parts_to_their_region():
+    from hemoflow.kernels._smear import label_sources
+
+    old = np.array([[1, 1, 0, 2], [1, 1, 0, 2], [0, 3, 3, 3]], np.int32)
+    new = np.array([[1, 2, 0, 3], [1, 2, 0, 3], [0, 4, 4, 0]], np.int32)  # 1 split in two, 3 cut
+    np.testing.assert_array_equal(label_sources(new, old, 4), [0, 1, 1, 2, 3])
+    with pytest.raises(ValueError, match="differ in size"):
+        label_sources(new, old[:2], 4)
+
+
+def test_overlay_labels_equals_nested_where():
+    from hemoflow.kernels._smear import overlay_labels
+
+    rng = np.random.default_rng(9)
+    a, b, c = (rng.integers(0, k, (30, 40)) * (rng.random((30, 40)) < 0.4) for k in (4, 6, 9))
+    want = np.where(c > 0, c + 3 + 5, np.where(b > 0, b + 3, a))
+    got = overlay_labels((a, 3), (b, 5), (c, 8))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay_labels((a, 3), (b[:2], 5))
