@@ -156,9 +156,15 @@ class Client:
 
         self.cluster = None
         if address is None:
+            import dask
+
+            from hemoflow.kernels._malloc import worker_environ
+
             n = n_workers or max(1, os.cpu_count() or 1)
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
-                                        memory_limit=memory_limit, dashboard_address=dashboard_address)
+            # worker processes start with hemoflow's allocator settings (see _malloc)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
+                                            memory_limit=memory_limit, dashboard_address=dashboard_address)
             self.dask = DaskClient(self.cluster)
         elif isinstance(address, str):
             self.dask = DaskClient(address, security=security)

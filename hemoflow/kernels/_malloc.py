@@ -3,13 +3,21 @@
 A tile's working images (a few to tens of MB each) are allocated and freed dozens of times
 per tile. glibc serves blocks above its mmap threshold with a fresh ``mmap`` and unmaps
 them on free, so every such array pays a page fault per 4 KB page on first touch: measured
-here, a 2048² kernel call spent 17 ms of its 19 ms in page faults. Raising the mmap and
-trim thresholds lets freed blocks be reused without faults: 0.72-0.77 s -> 0.64-0.67 s per
-4096² field (``analyze_field``, same process, alternating runs). The cost is memory: the
-process keeps freed heap instead of returning it, and a tile worker's peak RSS rose from
-645-660 MB to 993-1002 MB in ``benchmarks/slide_throughput.py --quick`` (the speed-up there
-was within the run-to-run noise). So it is opt-in: ``HEMOFLOW_MALLOC_TUNE=1`` in the
-workers' environment. Linux/glibc only; otherwise nothing is changed.
+here, a 2048² kernel call spent 17 ms of its 19 ms in page faults. Dask makes it worse: its
+nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, so freed heap goes back to the
+system at once too.
+
+So worker processes get a 256 MB mmap threshold, a 512 MB trim threshold and one malloc
+arena: freed blocks are reused without faults, and one arena keeps the threads' freed
+memory in one place. In ``benchmarks/slide_throughput.py --pipeline-only --workers 1
+--subset 16 --no-classify`` (16 tiles of 4096², 2-core machine, alternating runs) the median
+tile task went 1.18 s -> 0.74-0.80 s and the worker's peak RSS 870-877 -> 918-930 MB.
+Raising the thresholds alone with ``mallopt`` after the worker started was as fast but
+peaked at 1080-1230 MB (arenas made before cannot be merged), hence the environment at
+spawn (:func:`worker_environ`, used by :class:`hemoflow.Client` for its embedded cluster;
+the Helm chart sets ``MALLOC_ARENA_MAX`` for its workers) plus :func:`tune_malloc` in the
+worker plugin for workers started elsewhere. ``HEMOFLOW_MALLOC_TUNE=0`` turns both off.
+Linux/glibc only; otherwise nothing is changed.
 """
 
 from __future__ import annotations
@@ -19,26 +27,46 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_malloc"]
+__all__ = ["tune_malloc", "worker_environ"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _DONE: list[bool] = []
 
 
-def tune_malloc(mmap_mb: int = 256, trim_mb: int = 512) -> bool:
-    """Raise glibc's mmap and trim thresholds for this process (once, when
-    ``HEMOFLOW_MALLOC_TUNE=1``); True when applied."""
+def tune_malloc(mmap_mb: int = 256, trim_mb: int = 512, arena_max: int = 1) -> bool:
+    """Raise glibc's mmap and trim thresholds for this process and cap its arenas (once,
+    unless ``HEMOFLOW_MALLOC_TUNE=0``); True when applied."""
     if _DONE:
         return _DONE[0]
     ok = False
-    if sys.platform.startswith("linux") and os.environ.get("HEMOFLOW_MALLOC_TUNE", "0") == "1":
+    if sys.platform.startswith("linux") and os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0":
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             mallopt = libc.mallopt
         except (OSError, AttributeError):  # not glibc (musl has no mallopt)
             mallopt = None
         if mallopt is not None:
-            ok = bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_mb) << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_mb) << 20))
+            ok = (bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_mb) << 20))
+                  and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_mb) << 20))
+                  and (arena_max <= 0 or bool(mallopt(_M_ARENA_MAX, int(arena_max)))))
     _DONE.append(ok)
     return ok
+
+
+def worker_environ(base: dict | None = None, mmap_mb: int = 256, trim_mb: int = 512, arena_max: int = 1) -> dict:
+    """Environment for spawning worker processes (Dask's ``distributed.nanny.pre-spawn-environ``):
+    ``base`` (default: that setting) plus glibc's ``MALLOC_ARENA_MAX``,
+    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` as :func:`tune_malloc` sets
+    them, unless ``HEMOFLOW_MALLOC_TUNE=0``. Set at spawn, the arena cap holds for every
+    thread of the worker (``mallopt`` later cannot merge arenas already made)."""
+    if base is None:
+        import dask
+
+        base = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    env = dict(base)
+    if os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0":
+        env.update({"MALLOC_ARENA_MAX": int(arena_max), "MALLOC_MMAP_THRESHOLD_": int(mmap_mb) << 20,
+                    "MALLOC_TRIM_THRESHOLD_": int(trim_mb) << 20})
+    return env

@@ -368,6 +368,8 @@ def test_workers_connect_to_scheduler_service(values):
         assert c["command"] == ["dask", "worker"]
         assert c["args"][0] == f"{proto}://{svc['metadata']['name']}:8786"
         assert "--name=$(POD_NAME)" in c["args"]
+        # one malloc arena from process start (hemoflow/kernels/_malloc.py)
+        assert {"name": "MALLOC_ARENA_MAX", "value": "1"} in c["env"]
     sched = container(scheduler(docs))
     assert sched["command"] == ["dask", "scheduler"]
     assert f"--protocol={proto}" in sched["args"]

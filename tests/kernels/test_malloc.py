@@ -1,5 +1,7 @@
-"""tune_malloc: off by default, applied once per process on glibc with HEMOFLOW_MALLOC_TUNE=1."""
+"""Allocator settings: on by default (HEMOFLOW_MALLOC_TUNE=0 turns them off), applied once
+per process on glibc, and in the environment of the workers an embedded cluster spawns."""
 
+import os
 import subprocess
 import sys
 
@@ -9,8 +11,6 @@ CODE = "from hemoflow.kernels._malloc import tune_malloc; a = tune_malloc(); b =
 
 
 def _run(env_value):
-    import os
-
     env = dict(os.environ)
     env.pop("HEMOFLOW_MALLOC_TUNE", None)
     if env_value is not None:
@@ -19,12 +19,39 @@ def _run(env_value):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_opt_in_and_applied_once_on_glibc():
+def test_default_on_opt_out_and_applied_once_on_glibc():
     import ctypes.util
 
-    assert _run(None) == ["False", "False"]
     assert _run("0") == ["False", "False"]
-    on = _run("1")
-    assert on[0] == on[1]  # idempotent
-    if ctypes.util.find_library("c"):
-        assert on == ["True", "True"]
+    for value in (None, "1"):
+        on = _run(value)
+        assert on[0] == on[1]  # idempotent
+        if ctypes.util.find_library("c"):
+            assert on == ["True", "True"]
+
+
+def test_worker_environ(monkeypatch):
+    from hemoflow.kernels._malloc import worker_environ
+
+    monkeypatch.delenv("HEMOFLOW_MALLOC_TUNE", raising=False)
+    env = worker_environ({"OMP_NUM_THREADS": 1, "MALLOC_TRIM_THRESHOLD_": 65536})
+    assert env == {"OMP_NUM_THREADS": 1, "MALLOC_ARENA_MAX": 1, "MALLOC_MMAP_THRESHOLD_": 256 << 20,
+                   "MALLOC_TRIM_THRESHOLD_": 512 << 20}
+    monkeypatch.setenv("HEMOFLOW_MALLOC_TUNE", "0")
+    assert worker_environ({"MALLOC_TRIM_THRESHOLD_": 65536}) == {"MALLOC_TRIM_THRESHOLD_": 65536}
+
+
+def test_embedded_cluster_workers_start_with_the_settings(monkeypatch):
+    """A real LocalCluster (processes): the worker's environment carries the settings,
+    Dask's own pre-spawn variables are kept, and Dask's configuration is restored after."""
+    import hemoflow
+
+    monkeypatch.delenv("HEMOFLOW_MALLOC_TUNE", raising=False)
+    keys = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+    with hemoflow.Client(n_workers=1) as hc:
+        got = list(hc.dask.run(lambda: {k: os.environ.get(k) for k in keys}).values())[0]
+    assert got == {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+                   "MALLOC_TRIM_THRESHOLD_": str(512 << 20), "OMP_NUM_THREADS": "1"}
+    import dask
+
+    assert "MALLOC_ARENA_MAX" not in dask.config.get("distributed.nanny.pre-spawn-environ")
