@@ -34,12 +34,33 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 _DONE: list[bool] = []
 
+#: defaults; ``HEMOFLOW_MALLOC_MMAP_MB`` / ``HEMOFLOW_MALLOC_TRIM_MB`` override them
+MMAP_MB = 256
+TRIM_MB = 512
 
-def tune_malloc(mmap_mb: int = 256, trim_mb: int = 512, arena_max: int = 1) -> bool:
+
+def _mb(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = -1
+    if v < 0:
+        from hemoflow.errors import HemoflowError
+
+        raise HemoflowError(f"{name} must be a whole number of MB >= 0, got {raw!r}")
+    return v
+
+
+def tune_malloc(mmap_mb: int | None = None, trim_mb: int | None = None, arena_max: int = 1) -> bool:
     """Raise glibc's mmap and trim thresholds for this process and cap its arenas (once,
     unless ``HEMOFLOW_MALLOC_TUNE=0``); True when applied."""
     if _DONE:
         return _DONE[0]
+    mmap_mb = _mb("HEMOFLOW_MALLOC_MMAP_MB", MMAP_MB) if mmap_mb is None else mmap_mb
+    trim_mb = _mb("HEMOFLOW_MALLOC_TRIM_MB", TRIM_MB) if trim_mb is None else trim_mb
     ok = False
     if sys.platform.startswith("linux") and os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0":
         try:
@@ -55,7 +76,8 @@ def tune_malloc(mmap_mb: int = 256, trim_mb: int = 512, arena_max: int = 1) -> b
     return ok
 
 
-def worker_environ(base: dict | None = None, mmap_mb: int = 256, trim_mb: int = 512, arena_max: int = 1) -> dict:
+def worker_environ(base: dict | None = None, mmap_mb: int | None = None, trim_mb: int | None = None,
+                   arena_max: int = 1) -> dict:
     """Environment for spawning worker processes (Dask's ``distributed.nanny.pre-spawn-environ``):
     ``base`` (default: that setting) plus glibc's ``MALLOC_ARENA_MAX``,
     ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` as :func:`tune_malloc` sets
@@ -66,6 +88,8 @@ def worker_environ(base: dict | None = None, mmap_mb: int = 256, trim_mb: int = 
 
         base = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env = dict(base)
+    mmap_mb = _mb("HEMOFLOW_MALLOC_MMAP_MB", MMAP_MB) if mmap_mb is None else mmap_mb
+    trim_mb = _mb("HEMOFLOW_MALLOC_TRIM_MB", TRIM_MB) if trim_mb is None else trim_mb
     if os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0":
         env.update({"MALLOC_ARENA_MAX": int(arena_max), "MALLOC_MMAP_THRESHOLD_": int(mmap_mb) << 20,
                     "MALLOC_TRIM_THRESHOLD_": int(trim_mb) << 20})

@@ -31,13 +31,22 @@ def test_default_on_opt_out_and_applied_once_on_glibc():
 
 
 def test_worker_environ(monkeypatch):
+    from hemoflow.errors import HemoflowError
     from hemoflow.kernels._malloc import worker_environ
 
     monkeypatch.delenv("HEMOFLOW_MALLOC_TUNE", raising=False)
     env = worker_environ({"OMP_NUM_THREADS": 1, "MALLOC_TRIM_THRESHOLD_": 65536})
     assert env == {"OMP_NUM_THREADS": 1, "MALLOC_ARENA_MAX": 1, "MALLOC_MMAP_THRESHOLD_": 256 << 20,
                    "MALLOC_TRIM_THRESHOLD_": 512 << 20}
+    monkeypatch.setenv("HEMOFLOW_MALLOC_MMAP_MB", "64")
+    monkeypatch.setenv("HEMOFLOW_MALLOC_TRIM_MB", "128")
+    env = worker_environ({})
+    assert env["MALLOC_MMAP_THRESHOLD_"] == 64 << 20 and env["MALLOC_TRIM_THRESHOLD_"] == 128 << 20
+    monkeypatch.setenv("HEMOFLOW_MALLOC_TRIM_MB", "lots")
+    with pytest.raises(HemoflowError, match="HEMOFLOW_MALLOC_TRIM_MB must be a whole number"):
+        worker_environ({})
     monkeypatch.setenv("HEMOFLOW_MALLOC_TUNE", "0")
+    monkeypatch.delenv("HEMOFLOW_MALLOC_TRIM_MB")
     assert worker_environ({"MALLOC_TRIM_THRESHOLD_": 65536}) == {"MALLOC_TRIM_THRESHOLD_": 65536}
 
 
