@@ -39,14 +39,19 @@ def test_chamfer_close_to_euclidean():
     np.testing.assert_allclose(d[m], e[m], rtol=0.09, atol=0.3)
 
 
-def test_disk_morphology_matches_scipy():
+@pytest.mark.parametrize("radius", [1.0, 1.2, 1.41, 1.5, 2.0, 2.7])
+def test_disk_morphology_matches_scipy(radius):
+    """Both routes: the 5-pixel cross (1 <= r < sqrt 2) and the general disk."""
     rng = np.random.default_rng(1)
-    m = rng.random((40, 50)) > 0.7
-    fp = np.zeros((5, 5), bool)
-    off = disk_offsets(2.0)
-    fp[off[:, 0] + 2, off[:, 1] + 2] = True
-    np.testing.assert_array_equal(dilate_disk(m, 2.0), ndi.binary_dilation(m, fp))
-    np.testing.assert_array_equal(erode_disk(m, 2.0), ndi.binary_erosion(m, fp, border_value=1))
+    for density in (0.3, 0.7):
+        m = rng.random((40, 50)) > density
+        r = int(np.floor(radius))
+        fp = np.zeros((2 * r + 1, 2 * r + 1), bool)
+        off = disk_offsets(radius)
+        fp[off[:, 0] + r, off[:, 1] + r] = True
+        assert fp.sum() == (5 if radius < 1.42 else fp.sum())
+        np.testing.assert_array_equal(dilate_disk(m, radius), ndi.binary_dilation(m, fp))
+        np.testing.assert_array_equal(erode_disk(m, radius), ndi.binary_erosion(m, fp, border_value=1))
 
 
 def test_paint_nearest_matches_feature_transform():
