@@ -106,6 +106,12 @@ def bench_cuda(base, args) -> list[dict]:
                      "label_agreement_vs_fp32": round(agree, 4), "max_prob_diff_vs_fp32": round(max_dp, 4)})
         print(rows[-1], flush=True)
     rows[-1]["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    # test-time augmentation (8 flips/turns per crop) at the largest batch
+    bs = max(args.gpu_batches)
+    t_tta = _time(lambda: opt.predict(crops, batch_size=bs, tta=True), args.repeats)
+    rows.append({"part": "cuda-tta", "device": torch.cuda.get_device_name(), "batch": bs, "n": n,
+                 "optimised_cells_s": round(n / t_tta)})
+    print(rows[-1], flush=True)
     return rows
 
 

@@ -21,4 +21,4 @@ timeout ${CLASSIFY_TIMEOUT:-240} python3 benchmarks/classify.py --no-cpu --gpu-n
   --json "$OUT/classify.json" 2>&1 | grep -v Warning | tee "$OUT/classify.log"
 [ "${SLIDE_TIMEOUT:-300}" = 0 ] && exit 0  # SLIDE_TIMEOUT=0: classifier only
 timeout ${SLIDE_TIMEOUT:-300} python3 benchmarks/slide_throughput.py --workers 1 2 8 --no-classify --skimage-tiles 1 \
-  --workdir /tmp/bench --json "$OUT/slide.json" 2>&1 | tee "$OUT/slide.log" | tail -25
+  ${SLIDE_ARGS:-} --workdir /tmp/bench --json "$OUT/slide.json" 2>&1 | tee "$OUT/slide.log" | tail -25

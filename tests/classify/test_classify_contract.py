@@ -157,6 +157,8 @@ def test_cuda_path_matches_cpu(tiny_net, tiny_io):
     assert gpu.amp and gpu.channels_last
     _, p_gpu = gpu.predict(x)
     np.testing.assert_allclose(p_gpu, p_cpu, atol=0.05)
+    _, t_cpu = WbcClassifier(tiny_net, tiny_io, channels_last=False).predict(x, tta=True)
+    np.testing.assert_allclose(gpu.predict(x, tta=True)[1], t_cpu, atol=0.05)
 
 
 @pytest.mark.parametrize(
