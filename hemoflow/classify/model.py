@@ -146,14 +146,6 @@ def check_crops(crops: Any, io: ModelIOConfig) -> np.ndarray:
     return crops
 
 
-def dihedral_views(crops: np.ndarray):
-    """The 8 flips and quarter turns of NHWC ``crops`` (identity first), each contiguous."""
-    for flip in (False, True):
-        base = crops[:, :, ::-1] if flip else crops
-        for k in range(4):
-            yield np.ascontiguousarray(np.rot90(base, k, axes=(1, 2)))
-
-
 class WbcClassifier:
     """A network bound to its I/O config: uint8 crops in, labels and probabilities out.
 
@@ -225,27 +217,52 @@ class WbcClassifier:
         (measured with the shipped model, one thread: 512 crops per pass 506 cells/s and
         +950 MB peak RSS, 64 crops 535 cells/s and +130 MB).
         """
+        return self._run(crops, batch_size, lambda x: self._forward(x).float())
+
+    def predict_proba(self, crops: np.ndarray, batch_size: int = 256, *, tta: bool = False) -> np.ndarray:
+        """Softmax probabilities, float32 [N,C]; ``tta`` as in :meth:`predict`."""
+        return self._run(crops, batch_size, lambda x: self._probs(x, tta))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            return self.network(x)
+
+    def _probs(self, x: torch.Tensor, tta: bool) -> torch.Tensor:
+        if not tta:
+            return torch.softmax(self._forward(x).float(), dim=1)
+        # the 8 flips and quarter turns of NCHW x, made on x's device: the identity and
+        # its quarter turns (np.rot90 convention), then the same of the mirror image
+        acc = None
+        for base in (x, x.flip(3)):
+            for k in range(4):
+                p = torch.softmax(self._forward(torch.rot90(base, k, dims=(2, 3))).float(), dim=1)
+                acc = p if acc is None else acc + p
+        return acc / 8
+
+    def _run(self, crops: np.ndarray, batch_size: int, head) -> np.ndarray:
+        """``head(normalised NCHW batch) -> [n, C]`` over ``crops`` in batches; float32 [N, C]."""
         crops = check_crops(crops, self.io)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if self.device.type != "cpu":
-            return self._predict_logits_device(crops, int(batch_size))
+            return self._run_device(crops, int(batch_size), head)
         batch_size = min(int(batch_size), self.cpu_batch)
         n = crops.shape[0]
         out = np.empty((n, self.io.n_classes), np.float32)
         with torch.inference_mode():
-            for i in range(0, n, int(batch_size)):
+            for i in range(0, n, batch_size):
                 x = crops_to_tensor(crops[i : i + batch_size], self.io)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                    y = self.network(x)
-                out[i : i + len(x)] = y.float().numpy()
+                out[i : i + len(x)] = head(x).numpy()
         return out
 
     def _predict_logits_device(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
+        """Logits by the accelerator route (also runs on CPU, for tests)."""
+        return self._run_device(check_crops(crops, self.io), batch_size, lambda x: self._forward(x).float())
+
+    def _run_device(self, crops: np.ndarray, batch_size: int, head) -> np.ndarray:
         """Accelerator path: uint8 crops travel (4x fewer bytes than float), are normalised on
-        the device, and the logits come back in one transfer, so the host never waits per batch.
+        the device, and the results come back in one transfer, so the host never waits per batch.
 
         A uint8 NHWC batch permuted to NCHW already has channels_last strides, so no layout
         copy is made for ``channels_last``.
@@ -265,10 +282,7 @@ class WbcClassifier:
                 if dev.type == "cuda":
                     xb = xb.pin_memory()
                 x = xb.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
-                x = (x - shift) / scale
-                x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-                with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp):
-                    outs.append(self.network(x).float())
+                outs.append(head((x - shift) / scale))
             if not outs:
                 return np.empty((0, self.io.n_classes), np.float32)
             return torch.cat(outs).cpu().numpy()
@@ -281,10 +295,11 @@ class WbcClassifier:
         crops : uint8 ndarray [N, S, S, 3]
             RGB crops with ``S == io.input_size``, sampled at ``io.mpp`` µm/px.
         batch_size : int
-            Crops per forward pass.
+            Crops per forward pass (on CPU at most :attr:`cpu_batch`).
         tta : bool
             Test-time augmentation: average the softmax over the 8 flips and quarter turns
-            of each crop (the symmetries the training augmentation covers). 8x the compute.
+            of each crop (the symmetries the training augmentation covers), made on the
+            model's device. 8x the compute.
 
         Returns
         -------
@@ -293,15 +308,7 @@ class WbcClassifier:
         probs : float32 ndarray [N, C]
             Softmax probabilities in the order of ``io.classes``.
         """
-        if tta:
-            crops = check_crops(crops, self.io)
-            probs = np.zeros((crops.shape[0], self.io.n_classes), np.float64)
-            for view in dihedral_views(crops):
-                probs += torch.softmax(torch.from_numpy(self.predict_logits(view, batch_size=batch_size)), dim=1).numpy()
-            probs = (probs / 8).astype(np.float32)
-        else:
-            logits = self.predict_logits(crops, batch_size=batch_size)
-            probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
+        probs = self.predict_proba(crops, batch_size=batch_size, tta=tta)
         idx = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         return [self.io.classes[i] for i in idx], probs
 
