@@ -53,3 +53,17 @@ def test_slide_throughput_smallest_mode(tmp_path):
     (zarr_dir,) = tmp_path.glob("synth-1024-*.ome.zarr")
     slide = open_slide(str(zarr_dir))
     assert slide.shape == (1024, 1024) and slide.is_rgb8
+
+
+def test_stage_times_runs_and_lists_the_stages():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "stage_times.py"), "--size", "384", "--runs", "1"],
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert re.search(r"analyze_field: median \d+\.\d+ s over 1 runs", out), out
+    for stage in ("_segment", "rbc_basins", "rbc_density", "segment_wbc", "crop_cells", "measure_cells"):
+        assert re.search(rf"^\s+{stage}\s+\d+\.\d ms$", out, re.M), (stage, out)
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "stage_times.py"), "--size", "10"],
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--size must be >= 256" in bad.stderr
