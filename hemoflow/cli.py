@@ -292,7 +292,13 @@ def _json_default(o):
 def cmd_classify(args) -> int:
     from hemoflow.classify.infer import classify_images
 
-    results = classify_images(args.images, mpp=args.mpp, tta=not args.no_tta)
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if total > 512:  # long runs only; stderr, so --json output stays clean
+            print(f"classified {done}/{total} images ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+
+    results = classify_images(args.images, mpp=args.mpp, tta=not args.no_tta, progress=progress)
     if args.json:
         json.dump(results, sys.stdout, indent=2, default=_json_default)
         print()

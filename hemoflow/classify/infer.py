@@ -149,6 +149,8 @@ def classify_images(
     model: WbcClassifier | None = None,
     batch_size: int = 256,
     tta: bool = True,
+    chunk: int = 512,
+    progress=None,
 ) -> list[dict[str, Any]]:
     """Classify image files, each holding one centred cell (like the PBC dataset).
 
@@ -156,6 +158,9 @@ def classify_images(
     model's ``io.mpp`` and centre-cropped/padded to ``io.input_size``. ``tta`` (default on:
     a handful of images costs little) averages the softmax over each crop's 8 flips and
     quarter turns (:meth:`WbcClassifier.predict`).
+
+    Images are read and classified ``chunk`` at a time (memory stays bounded for any number
+    of images); ``progress(done, total)`` is called after each chunk.
 
     Returns
     -------
@@ -165,16 +170,22 @@ def classify_images(
     """
     clf = model if model is not None else get_worker_model()
     src_mpp = float(mpp) if mpp is not None else PBC_CAMERA_MPP
-    crops = np.stack(
-        [prepare_cell_image(_read_rgb(p), mpp=src_mpp, size=clf.io.input_size, dst_mpp=clf.io.mpp) for p in paths]
-    ) if len(paths) else np.zeros((0, clf.io.input_size, clf.io.input_size, 3), np.uint8)
-    labels, probs = clf.predict(crops, batch_size=batch_size, tta=tta)
-    return [
-        {
-            "image": str(p),
-            "label": lb,
-            "probability": float(pr.max()),
-            "probabilities": {c: round(float(v), 5) for c, v in zip(clf.io.classes, pr)},
-        }
-        for p, lb, pr in zip(paths, labels, probs)
-    ]
+    paths = list(paths)
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(paths), max(1, int(chunk))):
+        part = paths[i : i + max(1, int(chunk))]
+        crops = np.stack([prepare_cell_image(_read_rgb(p), mpp=src_mpp, size=clf.io.input_size, dst_mpp=clf.io.mpp)
+                          for p in part])
+        labels, probs = clf.predict(crops, batch_size=batch_size, tta=tta)
+        out += [
+            {
+                "image": str(p),
+                "label": lb,
+                "probability": float(pr.max()),
+                "probabilities": {c: round(float(v), 5) for c, v in zip(clf.io.classes, pr)},
+            }
+            for p, lb, pr in zip(part, labels, probs)
+        ]
+        if progress is not None:
+            progress(len(out), len(paths))
+    return out

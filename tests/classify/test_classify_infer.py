@@ -63,6 +63,11 @@ def test_classify_images(tmp_path, tiny_weights):
                                                size=clf.io.input_size, dst_mpp=clf.io.mpp) for p in paths])
     for r, pr in zip(out, clf.predict(crops, tta=True)[1]):
         assert list(r["probabilities"].values()) == pytest.approx(pr.tolist(), abs=1e-5)
+    # in chunks (here one image each): the same results, progress after each chunk
+    seen = []
+    chunked = infer.classify_images(paths, mpp=0.2, model=clf, chunk=1, progress=lambda d, t: seen.append((d, t)))
+    assert chunked == out and seen == [(1, 2), (2, 2)]
+    assert infer.classify_images([], model=clf) == []
     single = infer.classify_images(paths, mpp=0.2, model=clf, tta=False)
     for r, pr in zip(single, clf.predict(crops)[1]):
         assert list(r["probabilities"].values()) == pytest.approx(pr.tolist(), abs=1e-5)
