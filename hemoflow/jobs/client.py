@@ -156,13 +156,11 @@ class Client:
 
         self.cluster = None
         if address is None:
-            import dask
-
-            from hemoflow.kernels._malloc import worker_environ
+            from hemoflow.kernels._malloc import spawn_environ
 
             n = n_workers or max(1, os.cpu_count() or 1)
             # worker processes start with hemoflow's allocator settings (see _malloc)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+            with spawn_environ():
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
                                             memory_limit=memory_limit, dashboard_address=dashboard_address)
             self.dask = DaskClient(self.cluster)

@@ -22,12 +22,13 @@ Linux/glibc only; otherwise nothing is changed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_malloc", "worker_environ"]
+__all__ = ["tune_malloc", "worker_environ", "spawn_environ"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -94,3 +95,28 @@ def worker_environ(base: dict | None = None, mmap_mb: int | None = None, trim_mb
         env.update({"MALLOC_ARENA_MAX": int(arena_max), "MALLOC_MMAP_THRESHOLD_": int(mmap_mb) << 20,
                     "MALLOC_TRIM_THRESHOLD_": int(trim_mb) << 20})
     return env
+
+
+@contextlib.contextmanager
+def spawn_environ():
+    """While a ``LocalCluster`` is built inside this block, its nannies spawn workers with
+    :func:`worker_environ`. Dask lets a variable already in ``os.environ`` win over its
+    ``pre-spawn-environ`` setting, and every nanny copies that setting into
+    ``os.environ`` (so one plain ``LocalCluster`` earlier in the process leaves
+    ``MALLOC_TRIM_THRESHOLD_=65536`` behind); hence the keys are also set in
+    ``os.environ`` for the block, and restored after."""
+    import dask
+
+    env = worker_environ()
+    extra = {k: str(v) for k, v in env.items() if k.startswith("MALLOC_")}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

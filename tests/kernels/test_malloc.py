@@ -52,10 +52,13 @@ def test_worker_environ(monkeypatch):
 
 def test_embedded_cluster_workers_start_with_the_settings(monkeypatch):
     """A real LocalCluster (processes): the worker's environment carries the settings,
-    Dask's own pre-spawn variables are kept, and Dask's configuration is restored after."""
+    Dask's own pre-spawn variables are kept, a value another cluster left in os.environ does
+    not win, and Dask's configuration and os.environ are restored after."""
     import hemoflow
 
     monkeypatch.delenv("HEMOFLOW_MALLOC_TUNE", raising=False)
+    # what a plain LocalCluster earlier in this process leaves behind
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     keys = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
     with hemoflow.Client(n_workers=1) as hc:
         got = list(hc.dask.run(lambda: {k: os.environ.get(k) for k in keys}).values())[0]
@@ -64,3 +67,4 @@ def test_embedded_cluster_workers_start_with_the_settings(monkeypatch):
     import dask
 
     assert "MALLOC_ARENA_MAX" not in dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # restored
