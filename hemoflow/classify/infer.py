@@ -172,8 +172,9 @@ def classify_images(
     src_mpp = float(mpp) if mpp is not None else PBC_CAMERA_MPP
     paths = list(paths)
     out: list[dict[str, Any]] = []
-    for i in range(0, len(paths), max(1, int(chunk))):
-        part = paths[i : i + max(1, int(chunk))]
+    step = max(1, int(chunk))
+    for i in range(0, len(paths), step):
+        part = paths[i : i + step]
         crops = np.stack([prepare_cell_image(_read_rgb(p), mpp=src_mpp, size=clf.io.input_size, dst_mpp=clf.io.mpp)
                           for p in part])
         labels, probs = clf.predict(crops, batch_size=batch_size, tta=tta)

@@ -55,23 +55,31 @@ def _mb(name: str, default: int) -> int:
     return v
 
 
+def _settings(mmap_mb: int | None, trim_mb: int | None) -> tuple[bool, int, int]:
+    """(on unless ``HEMOFLOW_MALLOC_TUNE=0``, mmap MB, trim MB): arguments, else the
+    environment overrides, else the defaults."""
+    on = os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0"
+    mmap_mb = _mb("HEMOFLOW_MALLOC_MMAP_MB", MMAP_MB) if mmap_mb is None else mmap_mb
+    trim_mb = _mb("HEMOFLOW_MALLOC_TRIM_MB", TRIM_MB) if trim_mb is None else trim_mb
+    return on, int(mmap_mb), int(trim_mb)
+
+
 def tune_malloc(mmap_mb: int | None = None, trim_mb: int | None = None, arena_max: int = 1) -> bool:
     """Raise glibc's mmap and trim thresholds for this process and cap its arenas (once,
     unless ``HEMOFLOW_MALLOC_TUNE=0``); True when applied."""
     if _DONE:
         return _DONE[0]
-    mmap_mb = _mb("HEMOFLOW_MALLOC_MMAP_MB", MMAP_MB) if mmap_mb is None else mmap_mb
-    trim_mb = _mb("HEMOFLOW_MALLOC_TRIM_MB", TRIM_MB) if trim_mb is None else trim_mb
+    on, mmap_mb, trim_mb = _settings(mmap_mb, trim_mb)
     ok = False
-    if sys.platform.startswith("linux") and os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0":
+    if sys.platform.startswith("linux") and on:
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             mallopt = libc.mallopt
         except (OSError, AttributeError):  # not glibc (musl has no mallopt)
             mallopt = None
         if mallopt is not None:
-            ok = (bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_mb) << 20))
-                  and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_mb) << 20))
+            ok = (bool(mallopt(_M_MMAP_THRESHOLD, mmap_mb << 20))
+                  and bool(mallopt(_M_TRIM_THRESHOLD, trim_mb << 20))
                   and (arena_max <= 0 or bool(mallopt(_M_ARENA_MAX, int(arena_max)))))
     _DONE.append(ok)
     return ok
@@ -89,11 +97,10 @@ def worker_environ(base: dict | None = None, mmap_mb: int | None = None, trim_mb
 
         base = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env = dict(base)
-    mmap_mb = _mb("HEMOFLOW_MALLOC_MMAP_MB", MMAP_MB) if mmap_mb is None else mmap_mb
-    trim_mb = _mb("HEMOFLOW_MALLOC_TRIM_MB", TRIM_MB) if trim_mb is None else trim_mb
-    if os.environ.get("HEMOFLOW_MALLOC_TUNE", "1") != "0":
-        env.update({"MALLOC_ARENA_MAX": int(arena_max), "MALLOC_MMAP_THRESHOLD_": int(mmap_mb) << 20,
-                    "MALLOC_TRIM_THRESHOLD_": int(trim_mb) << 20})
+    on, mmap_mb, trim_mb = _settings(mmap_mb, trim_mb)
+    if on:
+        env.update({"MALLOC_ARENA_MAX": int(arena_max), "MALLOC_MMAP_THRESHOLD_": mmap_mb << 20,
+                    "MALLOC_TRIM_THRESHOLD_": trim_mb << 20})
     return env
 
 
