@@ -199,7 +199,13 @@ def make_plan(url: str, tile_size: int, record_to: str | None = None):
     slide = open_slide(url)
     h, w = slide.shape
     cal = tasks.slide_calibration(slide, MPP, params)
-    halo = halo_pixels(MPP, max_cell_diameter_um=params.max_cell_diameter_um, margin_um=4.0,
+    try:  # the pipeline's halo margin (trees that have the helper)
+        from hemoflow.pipeline.tiles import halo_margin_um
+
+        margin = halo_margin_um(params)
+    except ImportError:
+        margin = 4.0
+    halo = halo_pixels(MPP, max_cell_diameter_um=params.max_cell_diameter_um, margin_um=margin,
                        crop_px=crop.size * crop.mpp / MPP)
     f = int(cal.downsample)
     try:  # windows on the red-cell density grid too (trees that have it)

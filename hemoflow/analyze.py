@@ -126,8 +126,9 @@ def analyze_image(
     -------
     dict
         ``{"image", "wbc", "rbc", "rbc_cells", "platelets", "mpp", "mpp_estimated", "cells": [...]}``;
-        ``rbc`` is the red-cell count (the rounded sum of the RBC rows' ``count_weight``,
-        the expected number of red cells), ``rbc_cells`` the number of RBC records;
+        ``rbc`` is the red-cell count (the rounded sum of the RBC rows' ``count_weight``:
+        the red-cell density summed over the field outside WBCs), ``rbc_cells`` the number
+        of RBC records;
         each cell has ``cls, y, x, area_um2, circularity, solidity, irregular,
         count_weight`` and, with a
         classifier, ``wbc_type`` and ``wbc_confidence`` on WBCs.

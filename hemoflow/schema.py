@@ -48,8 +48,9 @@ CELL_COLUMNS: dict[str, str] = {
     "bbox_y1": "i8",
     "bbox_x1": "i8",
     # How many cells the row stands for in counts: 1 except for RBCs, where it is the
-    # basin's expected cell count (posterior mean of the count model) shared by its parts
-    # (see hemoflow.stages.field, "Counting").
+    # red-cell density mass of the row's basin and the background around it (with the
+    # density network; without it, the basin's expected cell count under the count model),
+    # shared by the basin's parts (see hemoflow.stages.field, "Counting").
     "count_weight": "f8",
 }
 

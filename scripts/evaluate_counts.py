@@ -4,7 +4,7 @@
     python scripts/evaluate_counts.py DATA_DIR [--limit N] [--split dev|self-holdout|all]
                                       [--param NAME=VALUE ...] [--per-image CSV]
                                       [--preprocess equalize|flatfield]
-                                      [--mpp UM_PER_PX | --mpp-per-image]
+                                      [--mpp UM_PER_PX | --mpp-per-image] [--density-folds DIR]
 
 DATA_DIR holds ``JPEGImages/*.jpg`` and ``counts.csv`` (``image, wbc_voc, rbc_voc,
 platelets_voc, wbc_txl, rbc_txl, platelets_txl, ...``). Each image goes through
@@ -28,6 +28,11 @@ the median of the per-image estimates (a field's own estimate scatters by ~15 %)
 ``--mpp-per-image`` estimates each image alone, ``--mpp`` gives it. The time of the pooled
 estimate is included in the throughput.
 
+``--density-folds DIR`` scores each development field with the cross-validation fold model
+of the red-cell density network that was trained without it (fp32; the fold models of
+``scripts/train_rbc_density.py --cv 5 --folds-dir DIR``): the honest figure for the dev
+fields, which the shipped network was trained on.
+
 ``self-holdout`` is a deterministic quarter of the images (first byte of the SHA-256 of
 the image name < 64) that parameter choices were never tuned on; ``dev`` is the rest.
 """
@@ -35,6 +40,7 @@ the image name < 64) that parameter choices were never tuned on; ``dev`` is the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import math
@@ -52,6 +58,7 @@ import numpy as np  # noqa: E402
 
 from hemoflow.analyze import analyze_image, estimate_shared_mpp, read_image  # noqa: E402
 from hemoflow.stages import SegmentParams  # noqa: E402
+from hemoflow.stages._rbc_density import weights_override  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
@@ -151,6 +158,10 @@ def main(argv=None) -> int:
     scale.add_argument("--mpp-per-image", action="store_true",
                        help="estimate each image's pixel size on its own (ablation)")
     ap.add_argument("--per-image", type=Path, default=None, help="write per-image counts to this CSV")
+    ap.add_argument("--density-folds", type=Path, default=None,
+                    help="cross-validation: score each field named in DIR/folds.json with the fold model that did "
+                    "not see it (`scripts/train_rbc_density.py --cv 5 --folds-dir DIR`); other fields use the shipped "
+                    "network")
     ap.add_argument("--preprocess", choices=("equalize", "flatfield"), default=None,
                     help="extra whole-field step before analysis (ablation only)")
     args = ap.parse_args(argv)
@@ -181,14 +192,26 @@ def main(argv=None) -> int:
     first = args.data_dir / "JPEGImages" / f"{truth[0]['image']}.jpg"
     analyze_image(_preprocess(read_image(first), args.preprocess), params=params)
 
+    folds = {}
+    if args.density_folds is not None:
+        import json
+
+        fj = args.density_folds / "folds.json"
+        if not fj.is_file():
+            raise SystemExit(f"{fj} not found: write it with `scripts/train_rbc_density.py --cv 5 --folds-dir DIR`")
+        folds = {k: args.density_folds / v for k, v in json.loads(fj.read_text()).items()}
+
     rows = []
     for t in truth:
         path = args.data_dir / "JPEGImages" / f"{t['image']}.jpg"
+        fold = folds.get(t["image"])
         t0 = time.perf_counter()
-        if args.preprocess:
-            res = analyze_image(_preprocess(read_image(path), args.preprocess), params=params, name=t["image"], mpp=mpp)
-        else:
-            res = analyze_image(path, params=params, mpp=mpp)
+        with weights_override(fold) if fold else contextlib.nullcontext():
+            if args.preprocess:
+                res = analyze_image(_preprocess(read_image(path), args.preprocess), params=params, name=t["image"],
+                                    mpp=mpp)
+            else:
+                res = analyze_image(path, params=params, mpp=mpp)
         dt = time.perf_counter() - t0 + est_s / len(truth)
         with Image.open(path) as im:
             w_, h_ = im.size
@@ -215,6 +238,8 @@ def main(argv=None) -> int:
             wr.writerows(rows)
 
     extra = f", preprocess={args.preprocess}" if args.preprocess else ""
+    if folds:
+        extra += f", {len(folds)} fields scored by the fold model that did not see them ({args.density_folds})"
     print(f"hemoflow count evaluation on {args.data_dir} (split={args.split}, params={args.param or 'default'}{extra})")
     print(f"pixel size: {'%.4f um/px' % mpp if mpp else 'per image'} ({how})")
     groups = [("all", rows)]

@@ -19,7 +19,7 @@ import numpy as np
 from hemoflow.config import JobConfig
 from hemoflow.jobs.ledger import Ledger, slide_key, tile_key, work_key
 from hemoflow.jobs.manifest import SlideEntry
-from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_pixels, plan_tiles, window_align
+from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_margin_um, halo_pixels, plan_tiles, window_align
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _plan_slide(entry: SlideEntry, out_url: str, config: JobConfig, params: Any,
     halo = config.halo_um / mpp if config.halo_um else halo_pixels(
         mpp,
         max_cell_diameter_um=params.max_cell_diameter_um,
-        margin_um=4.0,
+        margin_um=halo_margin_um(params),
         crop_px=crop.size * crop.mpp / mpp,
     )
     # Windows must start on the working-scale grid so block averaging lines up, and on

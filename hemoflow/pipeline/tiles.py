@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Tile", "plan_tiles", "window_align", "halo_pixels", "own_cells", "analyze_window", "analyze_tiled"]
+__all__ = ["Tile", "plan_tiles", "window_align", "halo_pixels", "halo_margin_um", "own_cells", "analyze_window", "analyze_tiled"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,14 @@ def halo_pixels(mpp: float, *, max_cell_diameter_um: float, margin_um: float, cr
     """Halo (px) so a cell owned by a core, its filter footprint and its crop fit the window."""
     cell = (max_cell_diameter_um + margin_um) / mpp
     return int(math.ceil(max(cell, crop_px / 2.0 + 2.0)))
+
+
+def halo_margin_um(params) -> float:
+    """Halo beyond the largest cell (µm): 4 µm for the filters, or the red-cell mass reach
+    (``params.rbc_mass_reach_um``, background density within it counts for the nearest
+    kept basin) when the density network is used and that is wider."""
+    use = getattr(params, "rbc_count_model", False) and getattr(params, "rbc_density_model", False)
+    return max(4.0, float(getattr(params, "rbc_mass_reach_um", 0.0)) if use else 4.0)
 
 
 def window_align(params) -> int:

@@ -19,12 +19,15 @@ Counting
 --------
 The per-basin RBC model gives each watershed basin a probability of holding 0, 1, 2 or 3
 cells. The table holds the most probable cells (a basin of most probable count k is split
-into k rows), and every RBC row carries a ``count_weight``: its basin's expected count
-``sum_k k p_k`` (plus that of nearby basins whose most probable count is 0) shared by
-its parts. Counts are the rounded sum of the weights, the expected number of red cells:
-on BCCD the most probable cells undercount by 0.8 per field, because fragments that are
-each probably nothing are together often a cell (5-fold CV on the dev fields: MAPE
-7.2 % for row counts vs 6.4 % for expected counts). WBC and platelet rows weigh 1.
+into k rows). With the red-cell density network (the default), every RBC row carries a
+``count_weight``: the density mass of its basin, of the dropped basins (most probable
+count 0) and background within ``rbc_mass_reach_um`` (one RBC diameter) of it, nearest
+kept basin first, WBC pixels excluded, shared by the basin's parts. Counts are the rounded
+sum of the weights: the density summed over the field outside WBCs, which on BCCD is closer
+to the annotated counts than the most probable cells or the count model's expectation
+(see ``docs/ablation_counts.md``). Without the network a row weighs its basin's expected
+count ``sum_k k p_k`` (plus that of nearby dropped basins) shared by its parts. WBC and
+platelet rows weigh 1.
 
 Working scale
 -------------
@@ -66,7 +69,7 @@ from hemoflow.kernels._smear import binomial3, chamfer_distance, label_sources, 
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
 from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_proba, split_basins
-from hemoflow.stages._rbc_density import basin_mass, rbc_density
+from hemoflow.stages._rbc_density import basin_mass, kept_mass, rbc_density
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import empty_table, measure_cells
 from hemoflow.stages.preprocess import CELL_CHANNELS, validate_rgb
@@ -162,7 +165,16 @@ class SegmentParams:
     rbc_density_reach_um : float
         Density outside every basin but within this distance of one counts for the
         nearest basin (the mass of a cell sits on its central pallor, often a hole in
-        the mask). 3 µm: 0.4 of an RBC diameter.
+        the mask). 3 µm: 0.4 of an RBC diameter. This mass is a feature of the basin
+        model.
+    rbc_mass_reach_um : float
+        With the density network, each kept RBC basin's ``count_weight`` is the density
+        mass of its pixels and of the background within this distance (nearest kept basin
+        first), WBC pixels excluded, shared by the basin's parts: RBC counts are the density
+        summed over the field outside WBCs. 7.5 µm: one RBC diameter.
+    rbc_density_count : bool
+        With the density network: True weighs RBC rows by density mass as above; False by
+        the count model's expected count (the default before; an ablation).
     rbc_min_area_frac : float
         RBC objects smaller than this fraction of a typical RBC area are dropped.
     rbc_border_min_area_frac : float
@@ -210,6 +222,8 @@ class SegmentParams:
     rbc_count_model: bool = True
     rbc_density_model: bool = True
     rbc_density_reach_um: float = 3.0
+    rbc_mass_reach_um: float = 7.5
+    rbc_density_count: bool = True
     platelet_count_model: bool = True
     platelet_candidate_frac: float = 0.75
     close_um: float = 0.0
@@ -223,7 +237,7 @@ class SegmentParams:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model", "platelet_count_model",
-                          "rbc_density_model"):
+                          "rbc_density_model", "rbc_density_count"):
                 object.__setattr__(self, f.name, bool(v))
             elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
@@ -233,7 +247,7 @@ class SegmentParams:
                 if not (0 < lo < hi):
                     raise HemoflowError(f"platelet_diameter_um must be (lo, hi) with 0 < lo < hi, got {v!r}")
                 object.__setattr__(self, f.name, (lo, hi))
-            elif f.name in ("close_um", "platelet_wbc_margin_um"):
+            elif f.name in ("close_um", "platelet_wbc_margin_um", "rbc_mass_reach_um"):
                 if not (float(v) >= 0):
                     raise HemoflowError(f"{f.name} must be >= 0, got {v!r}")
                 object.__setattr__(self, f.name, float(v))
@@ -496,10 +510,15 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         if count_basins is None:
             feats = basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area)
             if density_counts:
-                mass = basin_mass(rbc, n_rbc, rbc_density(od), reach_px=params.rbc_density_reach_um * um)
+                density = rbc_density(od)
+                mass = basin_mass(rbc, n_rbc, density, reach_px=params.rbc_density_reach_um * um)
                 feats = np.hstack([feats, mass_features(mass)])
             counts, weight = expected_weights(predict_proba(feats, density=density_counts), rbc,
                                               reach_px=params.rbc_diameter_um * um)
+            if density_counts and params.rbc_density_count:
+                # the count is the density itself: each kept basin's region's mass
+                weight = kept_mass(rbc, counts, density, reach_px=params.rbc_mass_reach_um * um, exclude=wbc_any)
+                weight = np.where(counts > 0, weight / np.maximum(counts, 1), 0.0)
         else:
             counts = count_basins(rbc, n_rbc, dist, rbc_area)
             weight = np.ones(n_rbc)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hemoflow.pipeline.tiles import analyze_tiled, halo_pixels
+from hemoflow.pipeline.tiles import analyze_tiled, halo_margin_um, halo_pixels
 
 synth = pytest.importorskip("hemoflow.synth")
 stages = pytest.importorskip("hemoflow.stages")
@@ -23,7 +23,7 @@ def field():
     params = stages.SegmentParams()
     crop = stages.CropSpec()
     cal = stages.calibrate(rgb, params=params)
-    halo = halo_pixels(MPP, max_cell_diameter_um=params.max_cell_diameter_um, margin_um=4.0,
+    halo = halo_pixels(MPP, max_cell_diameter_um=params.max_cell_diameter_um, margin_um=halo_margin_um(params),
                        crop_px=crop.size * crop.mpp / MPP)
     whole, whole_crops = analyze_tiled(rgb, tile_size=max(SHAPE), halo=halo, mpp=MPP, calibration=cal,
                                        params=params, crop=crop)

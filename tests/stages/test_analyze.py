@@ -35,7 +35,10 @@ def test_png_file_with_classifier(tmp_path):
     out = analyze_image(p, mpp=0.25, classifier=_FakeClassifier())
     assert out["image"] == "field" and out["mpp"] == 0.25 and out["mpp_estimated"] is False
     assert out["wbc"] == 2
-    assert out["wbc"] + out["rbc"] + out["platelets"] == len(out["cells"])
+    assert out["wbc"] + out["rbc_cells"] + out["platelets"] == len(out["cells"])
+    # rbc: the density network's expected number (not the rows); close to the generator's
+    n_rbc = int(np.sum(np.asarray(truth["cls"]) == "rbc"))
+    assert abs(out["rbc"] - n_rbc) <= max(2, 0.08 * n_rbc), (out["rbc"], out["rbc_cells"], n_rbc)
     wbcs = [c for c in out["cells"] if c["cls"] == "wbc"]
     assert all(c["wbc_type"] == "neutrophil" and c["wbc_confidence"] == pytest.approx(0.7) for c in wbcs)
     assert all("wbc_type" not in c for c in out["cells"] if c["cls"] != "wbc")

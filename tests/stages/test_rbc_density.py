@@ -57,6 +57,50 @@ def test_basin_mass_splits_the_grid_and_reaches_into_holes():
     assert R.basin_mass(lab, 0, dens).shape == (0,)
 
 
+def test_kept_mass_adds_up_the_density_of_the_kept_basins_regions():
+    lab = np.zeros((14, 24), np.int32)  # 14 rows: the last grid row has 2 px inside the array
+    lab[2:6, 2:6] = 1  # kept
+    lab[2:6, 7:11] = 2  # dropped (count 0): its pixels go to the nearest kept basin
+    lab[9:13, 2:6] = 3  # kept, 2 parts
+    dens = np.zeros((4, 6), np.float32)
+    dens[0, 0] = 1.0  # over basin 1
+    dens[0, 2] = 0.5  # over basin 2 (dropped) and the background beside it
+    dens[3, 0] = 0.4  # the grid row cut by the array's edge, by basin 3: all of it counts
+    dens[2, 5] = 0.3  # far from every kept basin
+    counts = np.array([1, 0, 2])
+    m = R.kept_mass(lab, counts, dens, reach_px=8.0)
+    assert m[1] == 0
+    assert m[0] == pytest.approx(1.0 + 0.5, abs=1e-6)
+    assert m[2] == pytest.approx(0.4, abs=1e-6)
+    near = R.kept_mass(lab, counts, dens, reach_px=0.0)  # own pixels only
+    assert near[0] == pytest.approx(1.0 * 4 / 16, abs=1e-6)  # its pixels (2-3, 2-3) of grid cell (0, 0)
+    wide = R.kept_mass(lab, counts, dens, reach_px=60.0)
+    assert wide.sum() == pytest.approx(dens.sum(), abs=1e-5)  # everything, the edge row included
+    excl = np.zeros(lab.shape, bool)
+    excl[:4, :4] = True  # e.g. a WBC over grid cell (0, 0)
+    assert R.kept_mass(lab, counts, dens, reach_px=60.0, exclude=excl)[0] == pytest.approx(wide[0] - 1.0, abs=1e-6)
+    assert R.kept_mass(lab, np.zeros(0, int), dens, reach_px=1.0).shape == (0,)
+
+
+def test_recalibrated_batchnorm_holds_the_plain_fields_statistics():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    train, _ = _disc_set(6, seed=4)
+    net = R.train_density(train, width=8, epochs=2, batch=4, seed=0, recal_bn=False)
+    ods = [od for od, _ in train]
+    R.recalibrate_bn(net, ods)
+    assert not net.training
+    with torch.no_grad():
+        first = [net[1](net[0](torch.from_numpy(R.pad4(od))[None])) for od in ods]  # unshuffle, conv
+    want = torch.stack([f.mean((0, 2, 3)) for f in first]).mean(0)
+    assert torch.allclose(net[2].running_mean, want, atol=1e-5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    R.recalibrate_bn(net, ods)  # idempotent: no memory of training's last batches
+    for k, v in net.state_dict().items():
+        if v.dtype.is_floating_point:
+            assert torch.allclose(v, before[k], atol=1e-6), k
+
+
 def test_stain_planes_returns_the_od_planes_on_request():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(13, 10, 3), dtype=np.uint8)
@@ -123,7 +167,7 @@ def test_saved_weights_round_trip_and_missing_file_error(tmp_path):
 
 def test_shipped_weights_metadata():
     net, meta = R.load_density_model()
-    assert meta["width"] == 16 and meta["grid"] == R.ALIGN and meta["scale"] == R.TARGET_SCALE
+    assert meta["width"] == 24 and meta["grid"] == R.ALIGN and meta["bn_recalibrated"] and meta["scale"] == R.TARGET_SCALE
     assert meta["fitting_images"] > 100 and meta["cv"]["n"] == meta["fitting_images"]
     assert R.WEIGHTS.stat().st_size < 1_000_000
 
