@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the red-cell density network shipped in ``hemoflow/stages/weights/``.
 
-    python scripts/train_rbc_density.py DATA_DIR [--cv 5 --folds-dir DIR] [--epochs 120] [--width 24]
+    python scripts/train_rbc_density.py DATA_DIR [--cv 5 --folds-dir DIR] [--epochs 120] [--width 24] [--stem 16]
                                         [--threads 1] [--out hemoflow/stages/weights/rbc_density.pt]
 
 The shipped weights and the density-aware basin model were made by
@@ -85,7 +85,8 @@ def main(argv=None) -> int:
                     help="with --cv: keep the fold models there, with folds.json (image -> the model that did "
                     "not see it), for `python -m hemoflow.stages._rbc_count DATA --density-folds DIR`")
     ap.add_argument("--epochs", type=int, default=120)
-    ap.add_argument("--width", type=int, default=24)
+    ap.add_argument("--width", type=int, default=24, help="half the channels of the second stage")
+    ap.add_argument("--stem", type=int, default=16, help="channels of the first stage")
     ap.add_argument("--sigma-um", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--synthetic", type=int, default=64,
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
     if args.quantize_only:
         net, blob = R.read_weights(out)
         meta = {k: v for k, v in blob["meta"].items() if k != "scale"}
-        meta["int8_calibration_images"] = len(fit_names)
+        meta["int8_calibration_images"] = len(fit_names) + len(synth_data)
         digest = R.save_density_model(net, out, meta, int8_state=R.quantize(net, [data[n][0] for n in fit_names] + [x for x, _ in synth_data]))
         print(f"added the int8 copy to {out} (sha256 {digest[:12]})")
         return 0
@@ -158,10 +159,11 @@ def main(argv=None) -> int:
             if ep % 10 == 0 or ep == n:
                 print(f"  epoch {ep}/{n} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
 
-        return R.train_density([data[n][:2] for n in names] + synth_data, width=args.width, epochs=args.epochs, seed=seed,
+        return R.train_density([data[n][:2] for n in names] + synth_data, width=args.width, stem=args.stem,
+                               epochs=args.epochs, seed=seed,
                                progress=progress)
 
-    meta = {"width": args.width, "epochs": args.epochs, "sigma_um": args.sigma_um, "seed": args.seed,
+    meta = {"width": args.width, "stem": args.stem, "epochs": args.epochs, "sigma_um": args.sigma_um, "seed": args.seed,
             "bn_recalibrated": True, "input": "fields zero-padded to the grid",
             "work_mpp": round(work_mpp, 5), "pixel_size_um": round(mpp, 5), "grid": R.ALIGN,
             "fitting_images": len(fit_names), "synthetic_fields": args.synthetic,
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
                                       [truth[n] for n in hold_names])
     # int8 copy for inference (3.6x faster on CPU), calibrated on the fitting fields
     int8_state = R.quantize(net, [data[n][0] for n in fit_names] + [x for x, _ in synth_data])
-    meta["int8_calibration_images"] = len(fit_names)
+    meta["int8_calibration_images"] = len(fit_names) + len(synth_data)
     digest = R.save_density_model(net, out, meta, int8_state=int8_state)
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, sha256 {digest[:12]}) in {time.time() - t0:.0f} s")
     return 0

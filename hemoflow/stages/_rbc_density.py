@@ -41,19 +41,22 @@ TARGET_SCALE = 100.0
 WEIGHTS = Path(__file__).with_name("weights") / "rbc_density.pt"
 
 
-def build_net(width: int = 16):
-    """The network (untrained): pixel-unshuffle stem, two conv stages, 1x1 head, softplus."""
+def build_net(width: int = 16, stem: int | None = None):
+    """The network (untrained): pixel-unshuffle stem, two conv stages, 1x1 head, softplus.
+    The first stage (2 working px) has ``stem`` channels (default ``width``), the second
+    (4 working px) ``2 * width``."""
     import torch.nn as nn
 
     def conv(i, o):
         return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
 
     w = int(width)
+    s = int(stem) if stem else w
     return nn.Sequential(
         nn.PixelUnshuffle(2),
-        *conv(12, w), *conv(w, w),
+        *conv(12, s), *conv(s, s),
         nn.MaxPool2d(2),
-        *conv(w, 2 * w), *conv(2 * w, 2 * w), *conv(2 * w, 2 * w),
+        *conv(s, 2 * w), *conv(2 * w, 2 * w), *conv(2 * w, 2 * w),
         nn.Conv2d(2 * w, 1, 1),
         nn.Softplus(),
     )
@@ -136,7 +139,7 @@ def read_weights(path):
     with _quiet():  # rebuilding the int8 tensors warns about their deprecation
         blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     blob["sha256"] = hashlib.sha256(data).hexdigest()
-    net = build_net(int(blob["meta"]["width"]))
+    net = build_net(int(blob["meta"]["width"]), blob["meta"].get("stem"))
     net.load_state_dict(blob["state_dict"])
     return net.eval(), blob
 
@@ -270,7 +273,7 @@ def density_target(centres, shape: tuple[int, int], sigma_px: float) -> np.ndarr
     return out.astype(np.float32)
 
 
-def train_density(samples, *, width: int = 16, epochs: int = 40, batch: int = 8, lr: float = 2e-3, seed: int = 0,
+def train_density(samples, *, width: int = 16, stem: int | None = None, epochs: int = 40, batch: int = 8, lr: float = 2e-3, seed: int = 0,
                   scale_range: tuple[float, float] = (0.8, 1.25), recal_bn: bool = True, progress=None):
     """Train the density network on ``samples`` = list of ``(od float32[3, h, w], target
     float32[h, w])`` of one shape each (h, w multiples of 4). Seeded; returns the net.
@@ -288,7 +291,7 @@ def train_density(samples, *, width: int = 16, epochs: int = 40, batch: int = 8,
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = build_net(width)
+    net = build_net(width, stem)
     opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(samples) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
