@@ -253,4 +253,4 @@ def test_int8_copy_tracks_the_fp32_network(tmp_path):
 
 def test_shipped_weights_carry_the_int8_copy():
     _, meta = R.load_density_model()
-    assert meta["int8"] and meta["int8_calibration_images"] == meta["fitting_images"]
+    assert meta["int8"] and meta["int8_calibration_images"] == meta["fitting_images"] + meta["synthetic_fields"]
