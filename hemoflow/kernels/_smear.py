@@ -704,15 +704,10 @@ def renumber_raster(labels: np.ndarray, lut: np.ndarray | None = None) -> tuple[
 
 
 @njit(cache=True, nogil=True)
-def _grow_chamfer(lab, dmax):
-    # two-pass 3-4 chamfer distance (units of 1/3 px) carrying the nearest label along
-    h, w = lab.shape
-    big = np.int32(2**30)
-    d = np.empty((h, w), np.int32)
-    out = lab.copy()
-    for i in range(h):
-        for j in range(w):
-            d[i, j] = 0 if lab[i, j] > 0 else big
+def _chamfer_passes(out, d):
+    # two-pass 3-4 chamfer distance (units of 1/3 px) carrying the nearest label along;
+    # d is 0 on labelled pixels, large elsewhere; both arrays are updated in place
+    h, w = out.shape
     for i in range(h):
         for j in range(w):
             if d[i, j] == 0:
@@ -755,11 +750,71 @@ def _grow_chamfer(lab, dmax):
                     b = out[i + 1, j - 1]
             d[i, j] = best
             out[i, j] = b
+
+
+@njit(cache=True, nogil=True)
+def _grow_chamfer(lab, dmax):
+    h, w = lab.shape
+    big = np.int32(2**30)
+    d = np.empty((h, w), np.int32)
+    out = lab.copy()
+    for i in range(h):
+        for j in range(w):
+            d[i, j] = 0 if lab[i, j] > 0 else big
+    _chamfer_passes(out, d)
     for i in range(h):
         for j in range(w):
             if d[i, j] > dmax:
                 out[i, j] = 0
     return out
+
+
+@njit(cache=True, nogil=True)
+def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
+    h, w = lab.shape
+    big = np.int32(2**30)
+    d = np.empty((h, w), np.int32)
+    out = np.empty((h, w), np.int32)
+    for i in range(h):
+        for j in range(w):
+            v = lab[i, j]
+            if v > 0 and keep[v]:
+                out[i, j] = v
+                d[i, j] = 0
+            else:
+                out[i, j] = 0
+                d[i, j] = big
+    _chamfer_passes(out, d)
+    acc = np.zeros(n + 1, np.float64)
+    for i in range(h):
+        gi = i // cell
+        for j in range(w):
+            v = out[i, j]
+            if v > 0 and d[i, j] <= dmax and not (use_exclude and exclude[i, j]):
+                acc[v] += grid[gi, j // cell]
+    return acc
+
+
+def grown_grid_sum(labels: np.ndarray, radius: float, grid: np.ndarray, n: int, cell: int, *,
+                   keep: np.ndarray | None = None, exclude: np.ndarray | None = None) -> np.ndarray:
+    """``label_grid_sum(grow_labels(labels', radius), grid, n, cell)`` in one kernel, where
+    ``labels'`` keeps only the labels ``v`` with ``keep[v]`` (bool[n + 1]; default all) and
+    pixels of ``exclude`` (bool, labels' shape) count for no label after growing."""
+    labels = np.ascontiguousarray(labels, np.int32)
+    grid = np.ascontiguousarray(grid, np.float32)
+    need = (-(-labels.shape[0] // cell), -(-labels.shape[1] // cell))
+    if grid.shape[0] < need[0] or grid.shape[1] < need[1]:
+        raise ValueError(f"grid {grid.shape} does not cover labels {labels.shape} at cell {cell}")
+    if keep is None:
+        keep = np.ones(int(n) + 1, np.bool_)
+    keep = np.ascontiguousarray(keep, np.bool_)
+    if len(keep) < int(labels.max(initial=0)) + 1:
+        raise ValueError(f"keep has {len(keep)} entries for labels up to {int(labels.max())}")
+    use = exclude is not None
+    ex = np.ascontiguousarray(exclude, np.bool_) if use else np.zeros((1, 1), np.bool_)
+    if use and ex.shape != labels.shape:
+        raise ValueError(f"exclude {ex.shape} does not match labels {labels.shape}")
+    return _grown_grid_sum(labels, keep, ex, use, grid, int(n), int(cell), np.int32(math.floor(3.0 * radius + 1e-9)))
 
 
 def grow_labels(labels: np.ndarray, radius: float) -> np.ndarray:

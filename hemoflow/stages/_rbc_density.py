@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hemoflow.kernels._smear import grow_labels, label_grid_sum
+from hemoflow.kernels._smear import grown_grid_sum
 
 __all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass", "pad4"]
 
@@ -223,9 +223,7 @@ def basin_mass(labels: np.ndarray, n: int, density: np.ndarray, *, reach_px: flo
     """
     if n == 0:
         return np.zeros(0)
-    if reach_px > 0:
-        labels = grow_labels(labels, reach_px)
-    return label_grid_sum(labels, density, n, ALIGN)[1 : n + 1] / (ALIGN * ALIGN)
+    return grown_grid_sum(labels, max(reach_px, 0.0), density, n, ALIGN)[1 : n + 1] / (ALIGN * ALIGN)
 
 
 def kept_mass(labels: np.ndarray, counts: np.ndarray, density: np.ndarray, *, reach_px: float,
@@ -242,17 +240,12 @@ def kept_mass(labels: np.ndarray, counts: np.ndarray, density: np.ndarray, *, re
     n = len(counts)
     if n == 0:
         return np.zeros(0)
-    keep = np.concatenate([[0], np.asarray(counts) > 0])
-    kept = np.where(keep, np.arange(n + 1), 0).astype(np.int32)[labels]
-    if reach_px > 0:
-        kept = grow_labels(kept, reach_px)
-    if exclude is not None:
-        kept[exclude] = 0
-    h, w = kept.shape
+    keep = np.concatenate([[False], np.asarray(counts) > 0])
+    h, w = labels.shape
     ny = np.minimum(ALIGN, h - ALIGN * np.arange(density.shape[0]))
     nx = np.minimum(ALIGN, w - ALIGN * np.arange(density.shape[1]))
     per_px = density / np.outer(ny, nx).astype(np.float32)
-    return label_grid_sum(kept, per_px, n, ALIGN)[1 : n + 1]
+    return grown_grid_sum(labels, max(reach_px, 0.0), per_px, n, ALIGN, keep=keep, exclude=exclude)[1 : n + 1]
 
 
 # --------------------------------------------------------------------------- training

@@ -82,6 +82,35 @@ def test_kept_mass_adds_up_the_density_of_the_kept_basins_regions():
     assert R.kept_mass(lab, np.zeros(0, int), dens, reach_px=1.0).shape == (0,)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grown_grid_sum_equals_growing_then_summing(seed):
+    from hemoflow.kernels._smear import grown_grid_sum, label_grid_sum
+
+    rng = np.random.default_rng(seed)
+    lab = np.zeros((45, 62), np.int32)
+    n = 9
+    for k in range(1, n + 1):
+        y, x = rng.integers(0, 40), rng.integers(0, 57)
+        lab[y : y + rng.integers(2, 6), x : x + rng.integers(2, 6)] = k
+    grid = rng.random((12, 16)).astype(np.float32)
+    keep = rng.random(n + 1) < 0.6
+    keep[0] = False
+    exclude = rng.random(lab.shape) < 0.1
+    radius = float(rng.uniform(0, 6))
+    masked = np.where(keep[lab], lab, 0).astype(np.int32)
+    grown = grow_labels(masked, radius)
+    grown[exclude] = 0
+    want = label_grid_sum(grown, grid, n, 4)
+    got = grown_grid_sum(lab, radius, grid, n, 4, keep=keep, exclude=exclude)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    all_ = grown_grid_sum(lab, radius, grid, n, 4)
+    np.testing.assert_allclose(all_, label_grid_sum(grow_labels(lab, radius), grid, n, 4), rtol=1e-12)
+    with pytest.raises(ValueError, match="keep"):
+        grown_grid_sum(lab, radius, grid, n, 4, keep=keep[:3])
+    with pytest.raises(ValueError, match="exclude"):
+        grown_grid_sum(lab, radius, grid, n, 4, exclude=exclude[:5])
+
+
 def test_recalibrated_batchnorm_holds_the_plain_fields_statistics():
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
