@@ -513,12 +513,14 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
                 density = rbc_density(od)
                 mass = basin_mass(rbc, n_rbc, density, reach_px=params.rbc_density_reach_um * um)
                 feats = np.hstack([feats, mass_features(mass)])
-            counts, weight = expected_weights(predict_proba(feats, density=density_counts), rbc,
-                                              reach_px=params.rbc_diameter_um * um)
+            proba = predict_proba(feats, density=density_counts)
             if density_counts and params.rbc_density_count:
-                # the count is the density itself: each kept basin's region's mass
+                # most probable counts; the count is the density itself: each kept basin's region's mass
+                counts = np.argmax(proba, axis=1).astype(np.int64) if n_rbc else np.zeros(0, np.int64)
                 weight = kept_mass(rbc, counts, density, reach_px=params.rbc_mass_reach_um * um, exclude=wbc_any)
                 weight = np.where(counts > 0, weight / np.maximum(counts, 1), 0.0)
+            else:
+                counts, weight = expected_weights(proba, rbc, reach_px=params.rbc_diameter_um * um)
         else:
             counts = count_basins(rbc, n_rbc, dist, rbc_area)
             weight = np.ones(n_rbc)
