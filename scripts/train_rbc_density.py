@@ -52,18 +52,21 @@ def _score(tag: str, pred, truth) -> dict:
     return out
 
 
-def _synthetic(n: int, od_shape, params, sigma_um: float, R, F, stain_planes) -> list:
+def _synthetic(n: int, od_shape, params, sigma_um: float) -> list:
     """``n`` synthetic fields (:func:`hemoflow.synth.synth_field` at 0.25 µm/px, seeds
     ``0..n-1``, red-cell cover 0.2-0.55) prepared like the BCCD fields, at the working
     shape ``od_shape``: ``[(od, target)]``. They keep the network's counts true on the
     generator's cells (the demo and the synthetic tests) without taking BCCD fields' place."""
     from hemoflow import synth
+    from hemoflow.kernels._smear import stain_planes
+    from hemoflow.stages import _rbc_density as R
+    from hemoflow.stages import field as F
 
     out = []
     mpp = 0.25
+    f = max(1, int(np.floor(params.work_mpp / mpp + 1e-6)))
+    shape = (od_shape[1] * f, od_shape[2] * f)
     for seed in range(n):
-        f = max(1, int(np.floor(params.work_mpp / mpp + 1e-6)))
-        shape = (od_shape[1] * f, od_shape[2] * f)
         cover = 0.2 + 0.35 * ((seed * 0.618034) % 1.0)
         rgb, truth = synth.synth_field(shape, mpp=mpp, seed=seed, rbc_density=cover)
         cal = F.calibrate(rgb, params=params, mpp=mpp)
@@ -143,14 +146,16 @@ def main(argv=None) -> int:
         raise HemoflowError(f"fields of one size expected, got {sorted(shapes)}")
     work_mpp = next(iter(data.values()))[2]
     od_shape = next(iter(data.values()))[0].shape
-    synth_data = _synthetic(args.synthetic, od_shape, params, args.sigma_um, R, F, stain_planes)
+    synth_data = _synthetic(args.synthetic, od_shape, params, args.sigma_um)
+    # int8 calibration: the fitting fields and the synthetic ones
+    calib = [data[n][0] for n in fit_names] + [x for x, _ in synth_data]
     print(f"prepared {len(data)} fields {shapes.pop()} at {work_mpp:.4f} um/px in {time.time() - t0:.0f} s", flush=True)
 
     if args.quantize_only:
         net, blob = R.read_weights(out)
         meta = {k: v for k, v in blob["meta"].items() if k != "scale"}
-        meta["int8_calibration_images"] = len(fit_names) + len(synth_data)
-        digest = R.save_density_model(net, out, meta, int8_state=R.quantize(net, [data[n][0] for n in fit_names] + [x for x, _ in synth_data]))
+        meta["int8_calibration_images"] = len(calib)
+        digest = R.save_density_model(net, out, meta, int8_state=R.quantize(net, calib))
         print(f"added the int8 copy to {out} (sha256 {digest[:12]})")
         return 0
 
@@ -160,8 +165,7 @@ def main(argv=None) -> int:
                 print(f"  epoch {ep}/{n} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
 
         return R.train_density([data[n][:2] for n in names] + synth_data, width=args.width, stem=args.stem,
-                               epochs=args.epochs, seed=seed,
-                               progress=progress)
+                               epochs=args.epochs, seed=seed, progress=progress)
 
     meta = {"width": args.width, "stem": args.stem, "epochs": args.epochs, "sigma_um": args.sigma_um, "seed": args.seed,
             "bn_recalibrated": True, "input": "fields zero-padded to the grid",
@@ -194,9 +198,9 @@ def main(argv=None) -> int:
         meta["self_holdout"] = _score("self-holdout (never trained on)",
                                       [R.predict_total(net, data[n][0]) for n in hold_names],
                                       [truth[n] for n in hold_names])
-    # int8 copy for inference (3.6x faster on CPU), calibrated on the fitting fields
-    int8_state = R.quantize(net, [data[n][0] for n in fit_names] + [x for x, _ in synth_data])
-    meta["int8_calibration_images"] = len(fit_names) + len(synth_data)
+    # int8 copy for inference (3.6x faster on CPU)
+    int8_state = R.quantize(net, calib)
+    meta["int8_calibration_images"] = len(calib)
     digest = R.save_density_model(net, out, meta, int8_state=int8_state)
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, sha256 {digest[:12]}) in {time.time() - t0:.0f} s")
     return 0

@@ -778,7 +778,7 @@ def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
     for i in range(h):
         for j in range(w):
             v = lab[i, j]
-            if v > 0 and keep[v]:
+            if 0 < v <= n and keep[v]:
                 out[i, j] = v
                 d[i, j] = 0
             else:
@@ -798,18 +798,14 @@ def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
 def grown_grid_sum(labels: np.ndarray, radius: float, grid: np.ndarray, n: int, cell: int, *,
                    keep: np.ndarray | None = None, exclude: np.ndarray | None = None) -> np.ndarray:
     """``label_grid_sum(grow_labels(labels', radius), grid, n, cell)`` in one kernel, where
-    ``labels'`` keeps only the labels ``v`` with ``keep[v]`` (bool[n + 1]; default all) and
-    pixels of ``exclude`` (bool, labels' shape) count for no label after growing."""
+    ``labels'`` keeps only the labels ``v`` in ``1..n`` with ``keep[v]`` (bool[n + 1];
+    default all) and pixels of ``exclude`` (bool, labels' shape) count for no label after
+    growing."""
     labels = np.ascontiguousarray(labels, np.int32)
-    grid = np.ascontiguousarray(grid, np.float32)
-    need = (-(-labels.shape[0] // cell), -(-labels.shape[1] // cell))
-    if grid.shape[0] < need[0] or grid.shape[1] < need[1]:
-        raise ValueError(f"grid {grid.shape} does not cover labels {labels.shape} at cell {cell}")
-    if keep is None:
-        keep = np.ones(int(n) + 1, np.bool_)
-    keep = np.ascontiguousarray(keep, np.bool_)
-    if len(keep) < int(labels.max(initial=0)) + 1:
-        raise ValueError(f"keep has {len(keep)} entries for labels up to {int(labels.max())}")
+    grid = _covering_grid(grid, labels.shape, cell)
+    keep = np.ones(int(n) + 1, np.bool_) if keep is None else np.ascontiguousarray(keep, np.bool_)
+    if len(keep) != int(n) + 1:
+        raise ValueError(f"keep has {len(keep)} entries, not n + 1 = {int(n) + 1}")
     use = exclude is not None
     ex = np.ascontiguousarray(exclude, np.bool_) if use else np.zeros((1, 1), np.bool_)
     if use and ex.shape != labels.shape:
@@ -842,8 +838,12 @@ def label_grid_sum(labels: np.ndarray, grid: np.ndarray, n: int, cell: int) -> n
     """``float64[n + 1]``: for each label, the sum over its pixels of ``grid[i // cell,
     j // cell]`` (a coarse map read at full resolution without upsampling it)."""
     labels = np.ascontiguousarray(labels, np.int32)
+    return _label_grid_sum(labels, _covering_grid(grid, labels.shape, cell), int(n), int(cell))
+
+
+def _covering_grid(grid: np.ndarray, shape: tuple[int, int], cell: int) -> np.ndarray:
+    """``grid`` as contiguous float32, checked to cover an array of ``shape`` at ``cell``."""
     grid = np.ascontiguousarray(grid, np.float32)
-    need = (-(-labels.shape[0] // cell), -(-labels.shape[1] // cell))
-    if grid.shape[0] < need[0] or grid.shape[1] < need[1]:
-        raise ValueError(f"grid {grid.shape} does not cover labels {labels.shape} at cell {cell}")
-    return _label_grid_sum(labels, grid, int(n), int(cell))
+    if grid.shape[0] < -(-shape[0] // cell) or grid.shape[1] < -(-shape[1] // cell):
+        raise ValueError(f"grid {grid.shape} does not cover labels {shape} at cell {cell}")
+    return grid

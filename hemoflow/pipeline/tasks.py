@@ -19,7 +19,8 @@ import numpy as np
 from hemoflow.config import JobConfig
 from hemoflow.jobs.ledger import Ledger, slide_key, tile_key, work_key
 from hemoflow.jobs.manifest import SlideEntry
-from hemoflow.pipeline.tiles import Tile, analyze_window, concat_tables, halo_margin_um, halo_pixels, plan_tiles, window_align
+from hemoflow.pipeline.tiles import (Tile, analyze_window, concat_tables, halo_margin_um, halo_pixels, plan_tiles,
+                                    window_align)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Tile", "plan_tiles", "window_align", "halo_pixels", "halo_margin_um", "own_cells", "analyze_window", "analyze_tiled"]
+__all__ = ["Tile", "plan_tiles", "window_align", "halo_pixels", "halo_margin_um", "own_cells", "analyze_window",
+           "analyze_tiled"]
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ def halo_margin_um(params) -> float:
     """Halo beyond the largest cell (µm): 4 µm for the filters, or the red-cell mass reach
     (``params.rbc_mass_reach_um``, background density within it counts for the nearest
     kept basin) when the density network is used and that is wider."""
-    use = getattr(params, "rbc_count_model", False) and getattr(params, "rbc_density_model", False)
-    return max(4.0, float(getattr(params, "rbc_mass_reach_um", 0.0)) if use else 4.0)
+    return max(4.0, float(getattr(params, "rbc_mass_reach_um", 0.0))) if _uses_density(params) else 4.0
+
+
+def _uses_density(params) -> bool:
+    return bool(getattr(params, "rbc_count_model", False) and getattr(params, "rbc_density_model", False))
 
 
 def window_align(params) -> int:
@@ -89,8 +93,7 @@ def window_align(params) -> int:
     (:data:`hemoflow.stages._rbc_density.ALIGN`) when that model is used, else 1."""
     from hemoflow.stages._rbc_density import ALIGN
 
-    use = getattr(params, "rbc_count_model", False) and getattr(params, "rbc_density_model", False)
-    return ALIGN if use else 1
+    return ALIGN if _uses_density(params) else 1
 
 
 def own_cells(table: dict[str, np.ndarray], tile: Tile) -> np.ndarray:

@@ -516,7 +516,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
             proba = predict_proba(feats, density=density_counts)
             if density_counts and params.rbc_density_count:
                 # most probable counts; the count is the density itself: each kept basin's region's mass
-                counts = np.argmax(proba, axis=1).astype(np.int64) if n_rbc else np.zeros(0, np.int64)
+                counts = np.argmax(proba, axis=1).astype(np.int64)
                 weight = kept_mass(rbc, counts, density, reach_px=params.rbc_mass_reach_um * um, exclude=wbc_any)
                 weight = np.where(counts > 0, weight / np.maximum(counts, 1), 0.0)
             else:
