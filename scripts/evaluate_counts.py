@@ -167,6 +167,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     params = _parse_params(args.param)
+    folds = {}
+    if args.density_folds is not None:
+        import json
+
+        fj = args.density_folds / "folds.json"
+        if not fj.is_file():
+            raise SystemExit(f"{fj} not found: write it with `scripts/train_rbc_density.py --cv 5 --folds-dir DIR`")
+        folds = {k: args.density_folds / v for k, v in json.loads(fj.read_text()).items()}
+
     with open(args.data_dir / "counts.csv", newline="") as fh:
         truth = list(csv.DictReader(fh))
     if args.split == "dev":
@@ -191,15 +200,6 @@ def main(argv=None) -> int:
     # Compile / load the kernels once, outside the timing.
     first = args.data_dir / "JPEGImages" / f"{truth[0]['image']}.jpg"
     analyze_image(_preprocess(read_image(first), args.preprocess), params=params)
-
-    folds = {}
-    if args.density_folds is not None:
-        import json
-
-        fj = args.density_folds / "folds.json"
-        if not fj.is_file():
-            raise SystemExit(f"{fj} not found: write it with `scripts/train_rbc_density.py --cv 5 --folds-dir DIR`")
-        folds = {k: args.density_folds / v for k, v in json.loads(fj.read_text()).items()}
 
     rows = []
     for t in truth:

@@ -99,6 +99,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quantize-only", action="store_true",
                     help="no training: add the int8 copy (calibrated on the fitting fields) to the weights at --out")
     args = ap.parse_args(argv)
+    if args.width < 1 or args.stem < 1 or args.epochs < 1:
+        ap.error("--width, --stem and --epochs must be >= 1")
+    if args.synthetic < 0:
+        ap.error("--synthetic must be >= 0")
     if args.folds_dir is not None and args.cv < 2:
         ap.error("--folds-dir needs --cv K (K >= 2)")
 

@@ -283,3 +283,10 @@ def test_int8_copy_tracks_the_fp32_network(tmp_path):
 def test_shipped_weights_carry_the_int8_copy():
     _, meta = R.load_density_model()
     assert meta["int8"] and meta["int8_calibration_images"] == meta["fitting_images"] + meta["synthetic_fields"]
+
+
+def test_mass_count_parameters_are_checked():
+    assert SegmentParams(rbc_mass_reach_um=0).rbc_mass_reach_um == 0.0
+    with pytest.raises(HemoflowError, match="rbc_mass_reach_um must be >= 0"):
+        SegmentParams(rbc_mass_reach_um=-1)
+    assert SegmentParams(rbc_density_count=0).rbc_density_count is False
