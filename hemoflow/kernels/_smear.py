@@ -234,16 +234,40 @@ def chamfer_distance(mask: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _flood_order(flat, comp, ncomp):
+def _flood_order(flat, comp, ncomp, max_buckets):
     """Foreground pixels (``flat > 0``) sorted by connected component, then by decreasing
-    level, raster order within a level (two stable counting sorts). Components never
-    interact in the flood, so this is the global flood order restricted to each component,
-    and flooding one component at a time keeps the work inside its rows (cache-resident)."""
+    level, raster order within a level. Components never interact in the flood, so this is
+    the global flood order restricted to each component, and flooding one component at a
+    time keeps the work inside its rows (cache-resident).
+
+    One counting sort on the key (component, top - level) when its ``(ncomp + 1) * (top +
+    1)`` buckets are at most ``max_buckets``; else two stable counting sorts (by level, then
+    by component) with ``top + ncomp`` buckets. Both give the same order."""
     n = flat.shape[0]
     top = 0
     for k in range(n):
         if flat[k] > top:
             top = flat[k]
+    nl = top + 1
+    if (ncomp + 1) * nl <= max_buckets:
+        nb = (ncomp + 1) * nl
+        start = np.zeros(nb + 1, np.int64)
+        acc = 0
+        for k in range(n):
+            v = flat[k]
+            if v > 0:
+                start[comp[k] * nl + (top - v) + 1] += 1
+                acc += 1
+        for b in range(nb):
+            start[b + 1] += start[b]
+        order = np.empty(acc, np.int32)
+        for k in range(n):
+            v = flat[k]
+            if v > 0:
+                b = comp[k] * nl + (top - v)
+                order[start[b]] = k
+                start[b] += 1
+        return order
     cnt = np.zeros(top + 2, np.int64)
     for k in range(n):
         if flat[k] > 0:
@@ -365,7 +389,8 @@ def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.
     """
     dist = np.ascontiguousarray(dist, np.int32)
     comp, ncomp = label(dist > 0, connectivity=2)
-    order = _flood_order(dist.ravel(), comp.ravel(), ncomp)
+    # the one-sort path when its buckets (8 bytes each) cost at most the image's pixels
+    order = _flood_order(dist.ravel(), comp.ravel(), ncomp, np.int64(dist.size))
     return _dt_watershed(dist, order, np.int32(h), np.int32(min_peak), np.int64(round(rel * 1000)))
 
 

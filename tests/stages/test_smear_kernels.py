@@ -13,6 +13,7 @@ from hemoflow.kernels._smear import (
     paint_nearest,
     stain_planes,
 )
+from hemoflow.kernels import label
 from hemoflow.stages.preprocess import downsample, stain_channels
 
 
@@ -124,7 +125,13 @@ def test_watershed_component_order_equals_global_flood():
         for h, rel, peak in ((2, 0.1, 0), (3, 0.25, 8), (1, 0.0, 0)):
             got, n = dt_watershed(dist, h=h, min_peak=peak, rel=rel)
             flat = dist.ravel()
-            glob = _flood_order(flat, (flat > 0).astype(np.int32), 1)  # one "component": level order
+            glob = _flood_order(flat, (flat > 0).astype(np.int32), 1, flat.size)  # one "component": level order
             ref, n_ref = _dt_watershed(dist, glob, np.int32(h), np.int32(peak), np.int64(round(rel * 1000)))
             assert n == n_ref and n > 10
             np.testing.assert_array_equal(got, ref)
+        # the one-sort path (buckets per component and level) and the two-sort fallback agree
+        comp, nc = label(dist > 0, connectivity=2)
+        one = _flood_order(dist.ravel(), comp.ravel(), nc, dist.size)
+        two = _flood_order(dist.ravel(), comp.ravel(), nc, 0)
+        assert nc > 5 and len(one) == np.count_nonzero(dist)
+        np.testing.assert_array_equal(one, two)
