@@ -34,6 +34,7 @@ __all__ = [
     "chamfer_distance",
     "dt_watershed",
     "paint_nearest",
+    "select_seeds",
     "erode_disk",
     "dilate_disk",
     "disk_offsets",
@@ -431,13 +432,46 @@ def _paint_nearest(seeds, flat_idx, offs, r2max):
     return out
 
 
-def paint_nearest(seeds: np.ndarray, radius: float) -> np.ndarray:
+def paint_nearest(seeds: np.ndarray, radius: float, *, seed_index: np.ndarray | None = None) -> np.ndarray:
     """Grow the labelled ``seeds`` (int32, 0 = none) to every pixel within Euclidean
     ``radius`` of a seed pixel; the nearest seed pixel wins (first in raster order on a tie).
+    ``seed_index``: the flat indices of the seed pixels in raster order, when the caller
+    has them (default ``np.flatnonzero(seeds)``).
     """
     seeds = np.ascontiguousarray(seeds, np.int32)
     offs = disk_offsets(radius)
-    return _paint_nearest(seeds, np.flatnonzero(seeds), offs, np.int64(np.floor(radius * radius + 1e-9)))
+    idx = np.flatnonzero(seeds) if seed_index is None else np.asarray(seed_index, np.int64)
+    return _paint_nearest(seeds, idx, offs, np.int64(np.floor(radius * radius + 1e-9)))
+
+
+@njit(cache=True, nogil=True)
+def _select_seeds(mask, groups, keep, n):
+    h, w = mask.shape
+    seeds = np.zeros((h, w), np.int32)
+    idx = np.empty(h * w, np.int64)  # untouched beyond the seeds: costs no memory
+    boxes = _empty_boxes(n, h, w)
+    m = 0
+    for i in range(h):
+        for j in range(w):
+            g = groups[i, j]
+            if mask[i, j] and 0 < g <= n and keep[g]:
+                seeds[i, j] = g
+                idx[m] = i * w + j
+                m += 1
+                _box_add(boxes, g, i, j)
+    return seeds, idx[:m], boxes
+
+
+def select_seeds(mask: np.ndarray, groups: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels of ``mask`` whose group (``groups``, int labels ``1..n``) has ``keep[g]``
+    (bool[n + 1]), in one pass: ``(seeds int32`` = the group there, 0 elsewhere``, flat
+    indices of those pixels in raster order, label_bboxes-style boxes int64[n + 1, 4]``)``."""
+    mask = np.ascontiguousarray(mask, np.bool_)
+    groups = np.ascontiguousarray(groups, np.int32)
+    if mask.shape != groups.shape:
+        raise ValueError(f"mask {mask.shape} does not match groups {groups.shape}")
+    keep = np.ascontiguousarray(keep, np.bool_)
+    return _select_seeds(mask, groups, keep, len(keep) - 1)
 
 
 @njit(cache=True, nogil=True)
@@ -540,28 +574,38 @@ def label_max(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return _label_max(labels, values, int(n))
 
 
-@njit(cache=True, nogil=True)
-def _label_bboxes(labels, n):
-    h, w = labels.shape
+@njit(cache=True, nogil=True, inline="always")
+def _empty_boxes(n, h, w):
     out = np.empty((n + 1, 4), np.int64)
     for k in range(n + 1):
         out[k, 0] = h
         out[k, 1] = w
         out[k, 2] = 0
         out[k, 3] = 0
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _box_add(boxes, k, i, j):
+    if i < boxes[k, 0]:
+        boxes[k, 0] = i
+    if j < boxes[k, 1]:
+        boxes[k, 1] = j
+    if i + 1 > boxes[k, 2]:
+        boxes[k, 2] = i + 1
+    if j + 1 > boxes[k, 3]:
+        boxes[k, 3] = j + 1
+
+
+@njit(cache=True, nogil=True)
+def _label_bboxes(labels, n):
+    h, w = labels.shape
+    out = _empty_boxes(n, h, w)
     for i in range(h):
         for j in range(w):
             lab = labels[i, j]
-            if lab <= 0 or lab > n:
-                continue
-            if i < out[lab, 0]:
-                out[lab, 0] = i
-            if j < out[lab, 1]:
-                out[lab, 1] = j
-            if i + 1 > out[lab, 2]:
-                out[lab, 2] = i + 1
-            if j + 1 > out[lab, 3]:
-                out[lab, 3] = j + 1
+            if 0 < lab <= n:
+                _box_add(out, lab, i, j)
     return out
 
 

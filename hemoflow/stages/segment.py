@@ -23,6 +23,7 @@ from hemoflow.kernels._smear import (
     label_sizes,
     paint_nearest,
     renumber_raster,
+    select_seeds,
 )
 
 __all__ = [
@@ -151,34 +152,34 @@ def segment_wbc(
     keep[0] = False
     if not keep.any():
         return np.zeros(nucleus.shape, np.int32), 0, np.zeros_like(frag)
-    nuclei = frag & keep[mlab]
-    seeds = np.where(nuclei, mlab, 0).astype(np.int32)
+    # the nuclear pixels of the kept clusters, their flat indices and the clusters' boxes
+    seeds, seed_index, boxes = select_seeds(frag, mlab, keep)
     if np.isfinite(max_nucleus_px):
-        seeds = _split_long_clusters(seeds, np.flatnonzero(keep), max_nucleus_px, min_nucleus_px)
-    # Grow each nucleus cluster by up to cytoplasm_px, nearest nuclear pixel wins.
-    grown = paint_nearest(seeds, cytoplasm_px)
-    # Keep, per cluster, the connected part that holds its nucleus.
-    lab, m = label(grown > 0, connectivity=1)
-    has_nuc = np.zeros(m + 1, bool)
-    has_nuc[lab[nuclei]] = True
-    has_nuc[0] = False
-    out, n_out = renumber_raster(np.where(has_nuc[lab], grown, 0))
-    return out, n_out, nuclei
+        seeds = _split_long_clusters(seeds, np.flatnonzero(keep), max_nucleus_px, min_nucleus_px, boxes=boxes)
+    # Grow each nucleus cluster by up to cytoplasm_px, nearest nuclear pixel wins. Every
+    # grown pixel lies in a digital disk around a nuclear pixel, so it is 4-connected to a
+    # nucleus through grown pixels: the region is connected to its nucleus by construction.
+    grown = paint_nearest(seeds, cytoplasm_px, seed_index=seed_index)
+    out, n_out = renumber_raster(grown)
+    return out, n_out, seeds > 0
 
 
-def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min_part: float) -> np.ndarray:
+def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min_part: float,
+                         boxes: np.ndarray | None = None) -> np.ndarray:
     """Split every nuclear cluster of ``seeds`` longer than ``max_len`` px into two.
 
     The bounding box bounds the Feret diameter from above, so only clusters whose box
     diagonal exceeds ``max_len`` are measured. The two parts come from the same
     deterministic 2-means as the RBC basin splits; a split is kept only when both parts
-    hold at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum.
+    hold at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum
+    (``len(boxes)`` when the clusters' boxes, :func:`label_bboxes` rows, are given).
     """
     from hemoflow.kernels._smear import bbox_slices, label_bboxes
     from hemoflow.stages._rbc_count import _kmeans_split
 
-    next_id = int(seeds.max()) + 1
-    boxes = label_bboxes(seeds, next_id - 1)
+    if boxes is None:
+        boxes = label_bboxes(seeds, int(seeds.max()))
+    next_id = len(boxes)
     out = seeds
     for k in ids:
         box = bbox_slices(boxes[k]) if k < len(boxes) else None

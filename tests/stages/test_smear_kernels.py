@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from hemoflow.kernels import label
 from hemoflow.kernels._smear import (
     chamfer_distance,
     dilate_disk,
@@ -13,7 +14,6 @@ from hemoflow.kernels._smear import (
     paint_nearest,
     stain_planes,
 )
-from hemoflow.kernels import label
 from hemoflow.stages.preprocess import downsample, stain_channels
 
 
@@ -135,3 +135,24 @@ def test_watershed_component_order_equals_global_flood():
         two = _flood_order(dist.ravel(), comp.ravel(), nc, 0)
         assert nc > 5 and len(one) == np.count_nonzero(dist)
         np.testing.assert_array_equal(one, two)
+
+
+def test_select_seeds_matches_numpy_and_feeds_paint_nearest():
+    """One pass gives the kept groups' mask pixels, their raster indices and boxes; painting
+    from those indices equals painting from the seed image."""
+    from hemoflow.kernels._smear import label_bboxes, select_seeds
+
+    rng = np.random.default_rng(5)
+    mask = rng.random((90, 120)) < 0.08
+    groups, n = label(ndi.binary_dilation(mask, iterations=2), connectivity=2)
+    keep = rng.random(n + 1) < 0.5
+    keep[0] = False
+    seeds, idx, boxes = select_seeds(mask, groups, keep)
+    ref = np.where(mask & keep[groups], groups, 0)
+    np.testing.assert_array_equal(seeds, ref)
+    np.testing.assert_array_equal(idx, np.flatnonzero(ref))
+    np.testing.assert_array_equal(boxes, label_bboxes(ref, n))
+    assert 0 < len(idx) < mask.sum()
+    np.testing.assert_array_equal(paint_nearest(seeds, 3.5, seed_index=idx), paint_nearest(seeds, 3.5))
+    with pytest.raises(ValueError, match="does not match"):
+        select_seeds(mask[:10], groups, keep)
