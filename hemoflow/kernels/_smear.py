@@ -12,6 +12,7 @@
 - :func:`erode_disk`, :func:`dilate_disk` -- binary morphology with a small disk.
 - :func:`label_max` -- per-label maximum (``scipy.ndimage.maximum`` without a sort).
 - :func:`renumber_raster` -- relabel through a lookup table, numbering in raster order.
+- :func:`lut_gather` -- ``lut[labels]`` for a label image (2-3x numpy's fancy indexing).
 
 Every result depends only on a bounded neighbourhood of a pixel (plus, for the
 watershed, the connected basins around it), and ties are broken by raster order, which a
@@ -35,6 +36,7 @@ __all__ = [
     "dt_watershed",
     "paint_nearest",
     "select_seeds",
+    "lut_gather",
     "erode_disk",
     "dilate_disk",
     "disk_offsets",
@@ -678,6 +680,28 @@ def bbox_slices(row) -> tuple[slice, slice] | None:
     """One row of :func:`label_bboxes` as a pair of slices (None for an absent label)."""
     y0, x0, y1, x1 = (int(v) for v in row)
     return (slice(y0, y1), slice(x0, x1)) if y1 > y0 else None
+
+
+@njit(cache=True, nogil=True)
+def _lut_gather(lut, flat):
+    out = np.empty(flat.shape[0], lut.dtype)
+    n = lut.shape[0]
+    for k in range(flat.shape[0]):
+        v = flat[k]
+        if v < 0 or v >= n:
+            raise ValueError("label outside the lookup table")
+        out[k] = lut[v]
+    return out
+
+
+def lut_gather(lut: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``lut[labels]`` (an array of ``labels``' shape and ``lut``'s dtype) for int32/int64
+    labels in ``0 .. len(lut) - 1``; ValueError for a label outside the table."""
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype not in (np.int32, np.int64):
+        raise ValueError(f"labels must be int32 or int64, got {labels.dtype}")
+    lut = np.ascontiguousarray(lut)
+    return _lut_gather(lut, labels.ravel()).reshape(labels.shape)
 
 
 @njit(cache=True, nogil=True)

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._smear import bbox_slices, label_bboxes, label_max, renumber_raster
+from hemoflow.kernels._smear import bbox_slices, label_bboxes, label_max, lut_gather, renumber_raster
 
 __all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "fit", "FEATURES"]
 
@@ -178,7 +178,7 @@ def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, in
     multi = np.flatnonzero(counts >= 2) + 1
     if len(multi) == 0:
         return renumber_raster(labels, keep)
-    out = keep[labels]
+    out = lut_gather(keep, labels)
     nxt = n + 1
     if len(multi):
         boxes = label_bboxes(labels, n)

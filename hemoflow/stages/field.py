@@ -65,7 +65,14 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from hemoflow.errors import HemoflowError
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import binomial3, chamfer_distance, label_sources, overlay_labels, stain_planes
+from hemoflow.kernels._smear import (
+    binomial3,
+    chamfer_distance,
+    label_sources,
+    lut_gather,
+    overlay_labels,
+    stain_planes,
+)
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
 from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_proba, split_basins
@@ -359,7 +366,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     for side in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
         edge[side] = True
     edge[0] = True
-    return ~edge[lab] | mask
+    return ~lut_gather(edge, lab) | mask
 
 
 def _depth_diameter_px(rgb: np.ndarray, bg, params: SegmentParams, factor: int) -> float | None:
@@ -374,7 +381,7 @@ def _depth_diameter_px(rgb: np.ndarray, bg, params: SegmentParams, factor: int) 
     stained = np.zeros(n + 1, bool)
     stained[lab[nuc > t_nuc]] = True
     stained[0] = True
-    mask = ~stained[lab]
+    mask = ~lut_gather(stained, lab)
     if mask.sum() < 50:
         return None
     depth = chamfer_distance(mask)[mask] / 5.0

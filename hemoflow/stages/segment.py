@@ -21,6 +21,7 @@ from hemoflow.kernels._smear import (
     dt_watershed,
     erode_disk,
     label_sizes,
+    lut_gather,
     paint_nearest,
     renumber_raster,
     select_seeds,
@@ -66,7 +67,7 @@ def remove_small(mask: np.ndarray, min_area: float, connectivity: int = 2) -> np
     lab, n = label(np.ascontiguousarray(mask, bool), connectivity=connectivity)
     keep = _sizes(lab, n) >= min_area
     keep[0] = False
-    return keep[lab]
+    return lut_gather(keep, lab)
 
 
 def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
@@ -82,7 +83,7 @@ def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     lab, n = label(np.ascontiguousarray(~mask), connectivity=1)
     small = _sizes(lab, n) < max_area
     small[0] = False
-    return mask | small[lab]
+    return mask | lut_gather(small, lab)
 
 
 def _within(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -244,7 +245,7 @@ def segment_platelets(
     keep[0] = False
     lut = np.zeros(n + 1, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[lab], int(keep.sum())
+    return lut_gather(lut, lab), int(keep.sum())
 
 
 def rbc_basins(
@@ -285,7 +286,7 @@ def filter_small(
     keep[0] = False
     lut = np.zeros(n + 1, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[labels], int(keep.sum())
+    return lut_gather(lut, labels), int(keep.sum())
 
 
 def segment_rbc(

@@ -156,3 +156,19 @@ def test_select_seeds_matches_numpy_and_feeds_paint_nearest():
     np.testing.assert_array_equal(paint_nearest(seeds, 3.5, seed_index=idx), paint_nearest(seeds, 3.5))
     with pytest.raises(ValueError, match="does not match"):
         select_seeds(mask[:10], groups, keep)
+
+
+def test_lut_gather_equals_fancy_indexing_and_checks_range():
+    from hemoflow.kernels._smear import lut_gather
+
+    rng = np.random.default_rng(9)
+    lab = rng.integers(0, 50, (37, 41)).astype(np.int32)
+    for lut in (rng.random(50) < 0.5, rng.integers(0, 9, 50).astype(np.int32), rng.random(50)):
+        got = lut_gather(lut, lab)
+        assert got.dtype == lut.dtype and got.shape == lab.shape
+        np.testing.assert_array_equal(got, lut[lab])
+    np.testing.assert_array_equal(lut_gather(np.arange(50), lab.astype(np.int64)), lab)
+    with pytest.raises(ValueError, match="outside"):
+        lut_gather(np.zeros(10, bool), lab)
+    with pytest.raises(ValueError, match="int32 or int64"):
+        lut_gather(np.zeros(50, bool), lab.astype(np.uint8))
