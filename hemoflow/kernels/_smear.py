@@ -37,6 +37,7 @@ __all__ = [
     "paint_nearest",
     "select_seeds",
     "lut_gather",
+    "label_pixels",
     "erode_disk",
     "dilate_disk",
     "disk_offsets",
@@ -652,19 +653,48 @@ def _ring_sums(labels, boxes, offs, r2max, a, b, c):
     return out
 
 
-def ring_sums(labels: np.ndarray, n: int, radius: float, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def ring_sums(labels: np.ndarray, n: int, radius: float, a: np.ndarray, b: np.ndarray, c: np.ndarray, *,
+              boxes: np.ndarray | None = None) -> np.ndarray:
     """Per label ``1..n``, the pixel count and the sums of ``a``, ``b``, ``c`` over its ring:
     the unlabelled pixels within Euclidean ``radius`` whose nearest labelled pixel is that
     label's (first in raster order on a tie) -- what :func:`paint_nearest` would give it,
     computed in windows around each label instead of over the whole image
-    (float64[n + 1, 4], row 0 unused)."""
+    (float64[n + 1, 4], row 0 unused). ``boxes``: the labels' :func:`label_bboxes`, when
+    the caller has them."""
     labels = np.ascontiguousarray(labels, np.int32)
-    boxes = label_bboxes(labels, n)
+    boxes = label_bboxes(labels, n) if boxes is None else np.ascontiguousarray(boxes, np.int64)
+    if boxes.shape != (int(n) + 1, 4):
+        raise ValueError(f"boxes must have shape ({int(n) + 1}, 4), got {boxes.shape}")
     # in their own dtypes (bool as uint8): the kernel adds them into float64, exactly as a
     # float64 copy would, without three image-sized copies per call
     arrs = [np.ascontiguousarray(v).view(np.uint8) if v.dtype == np.bool_ else np.ascontiguousarray(v)
             for v in (np.asarray(a), np.asarray(b), np.asarray(c))]
     return _ring_sums(labels, boxes, disk_offsets(radius), np.int64(np.floor(radius * radius + 1e-9)), *arrs)
+
+
+@njit(cache=True, nogil=True)
+def _label_pixels(labels, n):
+    h, w = labels.shape
+    idx = np.empty(h * w, np.int64)  # untouched beyond the labelled pixels: costs no memory
+    lab = np.empty(h * w, np.int32)
+    boxes = _empty_boxes(n, h, w)
+    m = 0
+    for i in range(h):
+        for j in range(w):
+            v = labels[i, j]
+            if 0 < v <= n:
+                idx[m] = i * w + j
+                lab[m] = v
+                m += 1
+                _box_add(boxes, v, i, j)
+    return idx[:m], lab[:m], boxes
+
+
+def label_pixels(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels of labels ``1..n`` in one pass: ``(flat indices int64`` in raster order,
+    ``their labels int32,`` :func:`label_bboxes` ``int64[n + 1, 4])`` -- a sparse view of a
+    label image whose labels cover few pixels."""
+    return _label_pixels(np.ascontiguousarray(labels, np.int32), int(n))
 
 
 def label_bboxes(labels: np.ndarray, n: int) -> np.ndarray:

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import chamfer_distance, label_bboxes, renumber_raster, ring_sums
+from hemoflow.kernels._smear import chamfer_distance, label_bboxes, label_pixels, renumber_raster, ring_sums
 
 __all__ = ["candidate_features", "keep_platelets", "FEATURES"]
 
@@ -101,15 +101,13 @@ def candidate_features(
     um = float(px_per_um)
     thr = max(float(platelet_threshold), 1e-6)
     cthr = max(float(cell_threshold), 1e-6)
-    flat = labels.ravel()
-    idx = np.flatnonzero(flat)
-    lab = flat[idx]
+    idx, lab, boxes = label_pixels(labels, n)
     nuc_v = nucleus.ravel()[idx]
     area, mean_nuc, mean_cell = _means(lab, n, nuc_v, cell.ravel()[idx])
     peak = np.zeros(n + 1)
     np.maximum.at(peak, lab, np.clip(nuc_v * 1000.0, 0, None).astype(np.int32) / 1000.0)
     # the ring: unlabelled pixels within 1 µm whose nearest candidate pixel is this one's
-    rs = ring_sums(labels, n, 1.0 * um, nucleus, cell_mask, cell)
+    rs = ring_sums(labels, n, 1.0 * um, nucleus, cell_mask, cell, boxes=boxes)
     den = np.maximum(rs[:, 0], 1.0)
     ring_nuc, ring_rbc, ring_cell = rs[:, 1] / den, rs[:, 2] / den, rs[:, 3] / den
     dist = _wbc_distance(labels, n, wbc_mask, um)

@@ -78,3 +78,17 @@ def test_overlay_labels_equals_nested_where():
     np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="differ in size"):
         overlay_labels((a, 3), (b[:2], 5))
+
+
+def test_label_pixels_is_a_sparse_view_with_boxes():
+    from hemoflow.kernels._smear import label_bboxes, label_pixels
+
+    rng = np.random.default_rng(4)
+    lab = rng.integers(0, 12, (40, 33)).astype(np.int32)
+    lab[rng.random(lab.shape) < 0.7] = 0
+    idx, got, boxes = label_pixels(lab, 9)  # labels 10 and 11 lie outside 1..n
+    keep = (lab > 0) & (lab <= 9)
+    np.testing.assert_array_equal(idx, np.flatnonzero(keep))
+    np.testing.assert_array_equal(got, lab.ravel()[idx])
+    np.testing.assert_array_equal(boxes, label_bboxes(lab, 9))
+    assert got.dtype == np.int32 and idx.dtype == np.int64
