@@ -28,6 +28,13 @@ def test_stain_planes_match_block_mean_then_od(f):
     np.testing.assert_allclose(nuc, n_ref, atol=2e-5)
     g, _ = stain_planes(rgb, f, bg, green_minus_red=False, smooth=False)
     np.testing.assert_allclose(g, stain_channels(downsample(rgb, f), bg, cell_channel="od_green")[0], atol=2e-5)
+    # the optical-density planes (odd sizes: partial blocks on the last row and column)
+    c2, n2, od = stain_planes(rgb, f, bg, smooth=False, od=True)
+    np.testing.assert_array_equal(c2, cell)
+    np.testing.assert_array_equal(n2, nuc)
+    np.testing.assert_array_equal(od[1], g)
+    np.testing.assert_allclose(od[1] - od[0], cell, atol=1e-6)
+    np.testing.assert_allclose(od[0] - od[2], nuc, atol=1e-6)
 
 
 def test_chamfer_close_to_euclidean():
