@@ -52,15 +52,28 @@ def _score(tag: str, pred, truth) -> dict:
     return out
 
 
+def _field_sample(rgb, mpp: float, params, centres_of, sigma_um: float):
+    """``(od, target, working µm/px)`` of one field as the network sees it in ``hemoflow
+    analyze``: the pipeline's calibration and stain planes, zero-padded to the grid (the
+    padding is background, OD 0); ``centres_of(f)`` gives the cell centres in working px
+    at block factor ``f``."""
+    from hemoflow.kernels._smear import stain_planes
+    from hemoflow.stages import _rbc_density as R
+    from hemoflow.stages import field as F
+
+    cal = F.calibrate(rgb, params=params, mpp=mpp)
+    f = int(cal.downsample)
+    _, _, od = stain_planes(rgb, f, cal.background, od=True)
+    od = R.pad4(od)
+    return od, R.density_target(centres_of(f), od.shape[1:], sigma_um / (mpp * f)), mpp * f
+
+
 def _synthetic(n: int, od_shape, params, sigma_um: float) -> list:
     """``n`` synthetic fields (:func:`hemoflow.synth.synth_field` at 0.25 µm/px, seeds
     ``0..n-1``, red-cell cover 0.2-0.55) prepared like the BCCD fields, at the working
     shape ``od_shape``: ``[(od, target)]``. They keep the network's counts true on the
     generator's cells (the demo and the synthetic tests) without taking BCCD fields' place."""
     from hemoflow import synth
-    from hemoflow.kernels._smear import stain_planes
-    from hemoflow.stages import _rbc_density as R
-    from hemoflow.stages import field as F
 
     out = []
     mpp = 0.25
@@ -69,13 +82,10 @@ def _synthetic(n: int, od_shape, params, sigma_um: float) -> list:
     for seed in range(n):
         cover = 0.2 + 0.35 * ((seed * 0.618034) % 1.0)
         rgb, truth = synth.synth_field(shape, mpp=mpp, seed=seed, rbc_density=cover)
-        cal = F.calibrate(rgb, params=params, mpp=mpp)
-        _, _, od = stain_planes(rgb, int(cal.downsample), cal.background, od=True)
-        od = R.pad4(od)
         rbc = np.asarray(truth["cls"]) == "rbc"
         # pixel-index centroids -> continuous coordinates (pixel i spans [i, i + 1)), working px
-        centres = (np.stack([np.asarray(truth["y"])[rbc], np.asarray(truth["x"])[rbc]], axis=1) + 0.5) / f
-        out.append((od, R.density_target(centres, od.shape[1:], sigma_um / (mpp * f))))
+        yx = np.stack([np.asarray(truth["y"])[rbc], np.asarray(truth["x"])[rbc]], axis=1) + 0.5
+        out.append(_field_sample(rgb, mpp, params, lambda fw, yx=yx: yx / fw, sigma_um)[:2])
     return out
 
 
@@ -110,10 +120,8 @@ def main(argv=None) -> int:
 
     from hemoflow.analyze import read_image
     from hemoflow.errors import HemoflowError
-    from hemoflow.kernels._smear import stain_planes
     from hemoflow.stages import SegmentParams
     from hemoflow.stages import _rbc_density as R
-    from hemoflow.stages import field as F
     from hemoflow.stages._rbc_count import _fitting_names, _pooled_mpp, _txl_centres
 
     root = args.data_dir
@@ -134,14 +142,7 @@ def main(argv=None) -> int:
 
     def sample(name):
         rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
-        cal = F.calibrate(rgb, params=params, mpp=mpp)
-        f = int(cal.downsample)
-        _, _, od = stain_planes(rgb, f, cal.background, od=True)
-        # zero-padded to the grid as at inference (the padding is background, OD 0)
-        od = R.pad4(od)
-        h, w = od.shape[1:]
-        centres = _txl_centres(root, name, 1, rgb.shape[:2], f)
-        return od, R.density_target(centres, (h, w), args.sigma_um / (mpp * f)), mpp * f
+        return _field_sample(rgb, mpp, params, lambda f: _txl_centres(root, name, 1, rgb.shape[:2], f), args.sigma_um)
 
     t0 = time.time()
     data = {n: sample(n) for n in sorted(truth)}

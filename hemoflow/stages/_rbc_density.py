@@ -267,7 +267,8 @@ def density_target(centres, shape: tuple[int, int], sigma_px: float) -> np.ndarr
 
 
 def train_density(samples, *, width: int = 16, stem: int | None = None, epochs: int = 40, batch: int = 8,
-                  lr: float = 2e-3, seed: int = 0, scale_range: tuple[float, float] = (0.8, 1.25), recal_bn: bool = True, progress=None):
+                  lr: float = 2e-3, seed: int = 0, scale_range: tuple[float, float] = (0.8, 1.25),
+                  recal_bn: bool = True, progress=None):
     """Train the density network on ``samples`` = list of ``(od float32[3, h, w], target
     float32[h, w])`` of one shape each (h, w multiples of 4). Seeded; returns the net.
     With ``recal_bn`` the BatchNorm statistics are re-estimated on the unaugmented samples

@@ -524,8 +524,9 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
             if density_counts and params.rbc_density_count:
                 # most probable counts; the count is the density itself: each kept basin's region's mass
                 counts = np.argmax(proba, axis=1).astype(np.int64)
-                weight = kept_mass(rbc, counts, density, reach_px=params.rbc_mass_reach_um * um, exclude=wbc_any)
-                weight = np.where(counts > 0, weight / np.maximum(counts, 1), 0.0)
+                # kept_mass is 0 for dropped basins; a basin's parts share its mass
+                weight = kept_mass(rbc, counts, density, reach_px=params.rbc_mass_reach_um * um,
+                                   exclude=wbc_any) / np.maximum(counts, 1)
             else:
                 counts, weight = expected_weights(proba, rbc, reach_px=params.rbc_diameter_um * um)
         else:

@@ -156,7 +156,7 @@ def segment_wbc(
     # the nuclear pixels of the kept clusters, their flat indices and the clusters' boxes
     seeds, seed_index, boxes = select_seeds(frag, mlab, keep)
     if np.isfinite(max_nucleus_px):
-        seeds = _split_long_clusters(seeds, np.flatnonzero(keep), max_nucleus_px, min_nucleus_px, boxes=boxes)
+        seeds = _split_long_clusters(seeds, np.flatnonzero(keep), max_nucleus_px, min_nucleus_px, boxes)
     # Grow each nucleus cluster by up to cytoplasm_px, nearest nuclear pixel wins. Every
     # grown pixel lies in a digital disk around a nuclear pixel, so it is 4-connected to a
     # nucleus through grown pixels: the region is connected to its nucleus by construction.
@@ -166,20 +166,19 @@ def segment_wbc(
 
 
 def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min_part: float,
-                         boxes: np.ndarray | None = None) -> np.ndarray:
+                         boxes: np.ndarray) -> np.ndarray:
     """Split every nuclear cluster of ``seeds`` longer than ``max_len`` px into two.
 
     The bounding box bounds the Feret diameter from above, so only clusters whose box
     diagonal exceeds ``max_len`` are measured. The two parts come from the same
     deterministic 2-means as the RBC basin splits; a split is kept only when both parts
-    hold at least ``min_part`` nuclear pixels. New clusters get ids above the current maximum
-    (``len(boxes)`` when the clusters' boxes, :func:`label_bboxes` rows, are given).
+    hold at least ``min_part`` nuclear pixels. ``boxes`` are the clusters' boxes
+    (:func:`~hemoflow.kernels._smear.label_bboxes` rows); new clusters get ids from
+    ``len(boxes)`` up, above every existing one.
     """
-    from hemoflow.kernels._smear import bbox_slices, label_bboxes
+    from hemoflow.kernels._smear import bbox_slices
     from hemoflow.stages._rbc_count import _kmeans_split
 
-    if boxes is None:
-        boxes = label_bboxes(seeds, int(seeds.max()))
     next_id = len(boxes)
     out = seeds
     for k in ids:
