@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hemoflow.kernels._nhwc import maxpool2_nhwc, unshuffle2_nhwc
 from hemoflow.kernels._smear import grown_grid_sum
 
 __all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass", "pad4"]
@@ -169,10 +170,61 @@ def load_density_model(path: str | None = None, int8: bool = True):
             qnet = _int8_shell(fused)
             qnet.load_state_dict(blob["int8_state"])
         meta["int8"] = True
-        return qnet, meta
+        return _nhwc_layout(qnet), meta
     meta["int8"] = False
     # channels_last: 0.75 -> 0.42 s for a 2048^2 working window on one core
     return fused.to(memory_format=torch.channels_last), meta
+
+
+def _bytes(q):
+    """uint8 view (no copy) of quantised tensor ``q``'s storage, same shape and strides."""
+    import torch
+
+    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())
+
+
+def _nhwc_layout(qnet):
+    """``qnet`` (int8 graph) with its pixel-unshuffle and 2x2 max-pool done by the NHWC
+    kernels of :mod:`hemoflow.kernels._nhwc`: the unshuffle writes the channels-last layout
+    the first convolution reads (no layout copy), and the pool works on the stored bytes.
+    The same bytes as torch's modules (tested); 0.12 -> 0.09 s per 2048^2 working window."""
+    import torch
+    import torch.nn as nn
+
+    def quantized_like(q, shape):
+        return torch._empty_affine_quantized(shape, scale=q.q_scale(), zero_point=q.q_zero_point(), dtype=q.dtype,
+                                             memory_format=torch.channels_last)
+
+    class Unshuffle2(nn.Module):
+        def forward(self, q):
+            q = q.contiguous()
+            n, c, h, w = q.shape
+            out = quantized_like(q, (n, 4 * c, h // 2, w // 2))
+            src, dst = _bytes(q), _bytes(out).permute(0, 2, 3, 1)
+            for b in range(n):
+                unshuffle2_nhwc(src[b].numpy(), dst[b].numpy())
+            return out
+
+    class MaxPool2(nn.Module):
+        def forward(self, q):
+            q = q.contiguous(memory_format=torch.channels_last)
+            n, c, h, w = q.shape
+            out = quantized_like(q, (n, c, h // 2, w // 2))
+            src, dst = _bytes(q).permute(0, 2, 3, 1), _bytes(out).permute(0, 2, 3, 1)
+            for b in range(n):
+                maxpool2_nhwc(src[b].numpy(), dst[b].numpy())
+            return out
+
+    def pair(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    for name, m in list(qnet.named_children()):
+        if isinstance(m, nn.PixelUnshuffle) and m.downscale_factor == 2:
+            setattr(qnet, name, Unshuffle2())
+        elif (isinstance(m, nn.MaxPool2d) and pair(m.kernel_size) == (2, 2) and pair(m.stride) == (2, 2)
+              and pair(m.padding) == (0, 0) and pair(m.dilation) == (1, 1) and not m.ceil_mode):
+            setattr(qnet, name, MaxPool2())
+    return qnet
 
 
 def pad4(od: np.ndarray) -> np.ndarray:

@@ -280,6 +280,29 @@ def test_int8_copy_tracks_the_fp32_network(tmp_path):
         assert q.sum() == pytest.approx(f / R.TARGET_SCALE, abs=0.15, rel=0.05)
 
 
+def test_nhwc_layout_gives_the_bytes_of_torchs_int8_graph():
+    """The shipped int8 network with its unshuffle and pool on the NHWC kernels gives
+    exactly the output of torch's own int8 graph of the same weights."""
+    torch = pytest.importorskip("torch")
+    if "x86" not in torch.backends.quantized.supported_engines:
+        pytest.skip("no x86 int8 backend")
+    torch.set_num_threads(1)
+    qnet, meta = R.load_density_model()
+    assert meta["int8"]
+    kinds = {type(m).__name__ for m in qnet.children()}
+    assert {"Unshuffle2", "MaxPool2"} <= kinds and not {"PixelUnshuffle", "MaxPool2d"} & kinds
+    net, blob = R.read_weights(R.WEIGHTS)
+    with R._quiet():
+        torch.backends.quantized.engine = "x86"
+        ref = R._int8_shell(R._fuse(net))
+        ref.load_state_dict(blob["int8_state"])
+    rng = np.random.default_rng(3)
+    with torch.inference_mode():
+        for shape in ((3, 4, 4), (3, 36, 20), (3, 128, 96)):
+            x = torch.from_numpy(rng.random(shape, dtype=np.float32) * 0.8)[None]
+            assert torch.equal(qnet(x), ref(x))
+
+
 def test_shipped_weights_carry_the_int8_copy():
     _, meta = R.load_density_model()
     assert meta["int8"] and meta["int8_calibration_images"] == meta["fitting_images"] + meta["synthetic_fields"]
