@@ -268,11 +268,12 @@ def chamfer_distance(mask: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _flood_order(flat, comp, ncomp, max_buckets):
+def _flood_order(flat, comp, ncomp, max_buckets, w):
     """Foreground pixels (``flat > 0``) sorted by connected component, then by decreasing
-    level, raster order within a level. Components never interact in the flood, so this is
-    the global flood order restricted to each component, and flooding one component at a
-    time keeps the work inside its rows (cache-resident).
+    level, raster order within a level, as flat indices into the image padded by one pixel
+    on every side (``w`` is the unpadded width). Components never interact in the flood, so
+    this is the global flood order restricted to each component, and flooding one component
+    at a time keeps the work inside its rows (cache-resident).
 
     One counting sort on the key (component, top - level) when its ``(ncomp + 1) * (top +
     1)`` buckets are at most ``max_buckets``; else two stable counting sorts (by level, then
@@ -295,12 +296,17 @@ def _flood_order(flat, comp, ncomp, max_buckets):
         for b in range(nb):
             start[b + 1] += start[b]
         order = np.empty(acc, np.int32)
-        for k in range(n):
-            v = flat[k]
-            if v > 0:
-                b = comp[k] * nl + (top - v)
-                order[start[b]] = k
-                start[b] += 1
+        k = 0
+        for i in range(n // w):
+            kp = (i + 1) * (w + 2) + 1
+            for j in range(w):
+                v = flat[k]
+                if v > 0:
+                    b = comp[k] * nl + (top - v)
+                    order[start[b]] = kp
+                    start[b] += 1
+                k += 1
+                kp += 1
         return order
     cnt = np.zeros(top + 2, np.int64)
     for k in range(n):
@@ -327,55 +333,52 @@ def _flood_order(flat, comp, ncomp, max_buckets):
         acc2 += v
     order = np.empty(acc, np.int32)
     for t in range(acc):
-        c = comp[by_level[t]]
-        order[cs[c]] = by_level[t]
+        k = by_level[t]
+        c = comp[k]
+        i = k // w
+        order[cs[c]] = k + 2 * i + w + 3  # (i + 1) * (w + 2) + (k - i * w) + 1
         cs[c] += 1
     return order
 
 
 @njit(cache=True, nogil=True)
-def _dt_watershed(dist, order, h_dyn, min_peak, rel_milli):
-    hh, ww = dist.shape
+def _dt_watershed(distp, order, h_dyn, min_peak, rel_milli):
+    # distp: the distance map padded by one background pixel on every side, so the eight
+    # neighbours of a foreground pixel are flat offsets with no bounds checks; ``order``
+    # holds padded flat indices (see _flood_order)
+    hh, ww = distp.shape
     n = hh * ww
-    flat = dist.ravel()
+    flat = distp.ravel()
     acc = order.shape[0]
     parent = np.full(n, -1, np.int32)
     peak = np.zeros(n, np.int32)
     roots = np.empty(8, np.int32)
+    offs = np.array([-ww - 1, -ww, -ww + 1, -1, 1, ww - 1, ww, ww + 1], np.int64)
     for t in range(acc):
         p = order[t]
         lv = flat[p]
-        i = p // ww
-        j = p - i * ww
         nr = 0
         best_q = -1
         best_v = -1
-        for di in range(-1, 2):
-            ii = i + di
-            if ii < 0 or ii >= hh:
+        for o in range(8):  # raster order of the neighbours
+            q = p + offs[o]
+            if parent[q] < 0:
                 continue
-            for dj in range(-1, 2):
-                jj = j + dj
-                if (di == 0 and dj == 0) or jj < 0 or jj >= ww:
-                    continue
-                q = ii * ww + jj
-                if parent[q] < 0:
-                    continue
-                # steepest ascent: the highest processed neighbour (first in raster order)
-                if flat[q] > best_v:
-                    best_v = flat[q]
-                    best_q = q
-                r = _find(parent, q)
-                if nr > 0 and roots[nr - 1] == r:
-                    continue
-                seen = False
-                for s in range(nr - 1):
-                    if roots[s] == r:
-                        seen = True
-                        break
-                if not seen:
-                    roots[nr] = r
-                    nr += 1
+            # steepest ascent: the highest processed neighbour (first in raster order)
+            if flat[q] > best_v:
+                best_v = flat[q]
+                best_q = q
+            r = _find(parent, q)
+            if nr > 0 and roots[nr - 1] == r:
+                continue
+            seen = False
+            for s in range(nr - 1):
+                if roots[s] == r:
+                    seen = True
+                    break
+            if not seen:
+                roots[nr] = r
+                nr += 1
         if nr == 0:
             parent[p] = np.int32(p)
             peak[p] = lv
@@ -397,17 +400,21 @@ def _dt_watershed(dist, order, h_dyn, min_peak, rel_milli):
                 parent[r] = main
         # the pixel flows to its steepest-ascent neighbour's basin (after the merges)
         parent[p] = _find(parent, best_q)
-    out = np.zeros(n, np.int32)
-    ids = np.zeros(n, np.int32)
+    # number the basins in raster order of their first pixel; a root's peak (>= 1) is
+    # replaced by minus its number once numbered
+    out = np.zeros((hh - 2, ww - 2), np.int32)
     m = 0
-    for k in range(n):
-        if parent[k] >= 0:
-            r = _find(parent, k)
-            if ids[r] == 0:
-                m += 1
-                ids[r] = m
-            out[k] = ids[r]
-    return out.reshape(hh, ww), m
+    for i in range(1, hh - 1):
+        k = i * ww + 1
+        for j in range(ww - 2):
+            if parent[k] >= 0:
+                r = _find(parent, k)
+                if peak[r] > 0:
+                    m += 1
+                    peak[r] = -m
+                out[i - 1, j] = -peak[r]
+            k += 1
+    return out, m
 
 
 def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.0) -> tuple[np.ndarray, int]:
@@ -422,10 +429,14 @@ def dt_watershed(dist: np.ndarray, *, h: int, min_peak: int = 0, rel: float = 0.
     order of each basin's first pixel.
     """
     dist = np.ascontiguousarray(dist, np.int32)
+    if dist.ndim != 2:
+        raise ValueError(f"dist must be 2-D, got shape {dist.shape}")
+    if dist.size == 0:
+        return np.zeros(dist.shape, np.int32), 0
     comp, ncomp = label(dist > 0, connectivity=2)
     # the one-sort path when its buckets (8 bytes each) cost at most the image's pixels
-    order = _flood_order(dist.ravel(), comp.ravel(), ncomp, np.int64(dist.size))
-    return _dt_watershed(dist, order, np.int32(h), np.int32(min_peak), np.int64(round(rel * 1000)))
+    order = _flood_order(dist.ravel(), comp.ravel(), ncomp, np.int64(dist.size), dist.shape[1])
+    return _dt_watershed(np.pad(dist, 1), order, np.int32(h), np.int32(min_peak), np.int64(round(rel * 1000)))
 
 
 # --------------------------------------------------------------------------- painting

@@ -132,14 +132,14 @@ def test_watershed_component_order_equals_global_flood():
         for h, rel, peak in ((2, 0.1, 0), (3, 0.25, 8), (1, 0.0, 0)):
             got, n = dt_watershed(dist, h=h, min_peak=peak, rel=rel)
             flat = dist.ravel()
-            glob = _flood_order(flat, (flat > 0).astype(np.int32), 1, flat.size)  # one "component": level order
-            ref, n_ref = _dt_watershed(dist, glob, np.int32(h), np.int32(peak), np.int64(round(rel * 1000)))
+            glob = _flood_order(flat, (flat > 0).astype(np.int32), 1, flat.size, dist.shape[1])  # level order
+            ref, n_ref = _dt_watershed(np.pad(dist, 1), glob, np.int32(h), np.int32(peak), np.int64(round(rel * 1000)))
             assert n == n_ref and n > 10
             np.testing.assert_array_equal(got, ref)
         # the one-sort path (buckets per component and level) and the two-sort fallback agree
         comp, nc = label(dist > 0, connectivity=2)
-        one = _flood_order(dist.ravel(), comp.ravel(), nc, dist.size)
-        two = _flood_order(dist.ravel(), comp.ravel(), nc, 0)
+        one = _flood_order(dist.ravel(), comp.ravel(), nc, dist.size, dist.shape[1])
+        two = _flood_order(dist.ravel(), comp.ravel(), nc, 0, dist.shape[1])
         assert nc > 5 and len(one) == np.count_nonzero(dist)
         np.testing.assert_array_equal(one, two)
 
