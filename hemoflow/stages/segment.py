@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from hemoflow.kernels import label
+from hemoflow.kernels._label import label_with_sizes
 from hemoflow.kernels._smear import (
     chamfer_distance,
     dilate_disk,
@@ -64,8 +65,8 @@ def remove_small(mask: np.ndarray, min_area: float, connectivity: int = 2) -> np
     >>> remove_small(np.array([[1, 0, 1, 1]], bool), 2).astype(int)
     array([[0, 0, 1, 1]])
     """
-    lab, n = label(np.ascontiguousarray(mask, bool), connectivity=connectivity)
-    keep = _sizes(lab, n) >= min_area
+    lab, n, sizes = label_with_sizes(np.ascontiguousarray(mask, bool), connectivity=connectivity)
+    keep = sizes >= min_area
     keep[0] = False
     return lut_gather(keep, lab)
 
@@ -80,8 +81,8 @@ def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     >>> bool(fill_small_holes(m, 2)[1, 1])
     True
     """
-    lab, n = label(np.ascontiguousarray(~mask), connectivity=1)
-    small = _sizes(lab, n) < max_area
+    lab, n, sizes = label_with_sizes(np.ascontiguousarray(~mask), connectivity=1)
+    small = sizes < max_area
     small[0] = False
     return mask | lut_gather(small, lab)
 
@@ -234,10 +235,9 @@ def segment_platelets(
     platelets. Returns ``(labels int32, n)``.
     """
     cand = nucleus > threshold
-    lab, n = label(cand, connectivity=2)
+    lab, n, sizes = label_with_sizes(cand, connectivity=2)
     if n == 0:
         return lab, 0
-    sizes = _sizes(lab, n)
     touching = np.zeros(n + 1, bool)
     touching[lab[exclude & cand]] = True
     keep = (sizes >= min_px) & (sizes <= max_px) & ~touching

@@ -90,6 +90,19 @@ def assert_same_partition(a, b):
 
 @SETTINGS
 @given(mask=masks(), connectivity=st.sampled_from([1, 2]))
+def test_label_with_sizes_counts_each_labels_pixels(mask, connectivity):
+    from hemoflow.kernels._label import label_with_sizes
+
+    labels, n, sizes = label_with_sizes(mask, connectivity=connectivity)
+    ref, n_ref = label(mask, connectivity=connectivity)
+    assert n == n_ref
+    np.testing.assert_array_equal(labels, ref)
+    assert sizes.dtype == np.int64
+    np.testing.assert_array_equal(sizes, np.bincount(ref.ravel(), minlength=n + 1))
+
+
+@SETTINGS
+@given(mask=masks(), connectivity=st.sampled_from([1, 2]))
 def test_label_matches_skimage_and_scipy(mask, connectivity):
     labels, n = label(mask, connectivity=connectivity)
     ref, n_ref = skimage.measure.label(mask, connectivity=connectivity, return_num=True)
