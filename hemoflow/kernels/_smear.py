@@ -360,14 +360,19 @@ def _dt_watershed(distp, order, h_dyn, min_peak, rel_milli):
         nr = 0
         best_q = -1
         best_v = -1
+        last = -2
         for o in range(8):  # raster order of the neighbours
             q = p + offs[o]
-            if parent[q] < 0:
+            pq = parent[q]
+            if pq < 0:
                 continue
             # steepest ascent: the highest processed neighbour (first in raster order)
             if flat[q] > best_v:
                 best_v = flat[q]
                 best_q = q
+            if pq == last:
+                continue  # the previous processed neighbour's parent: the same root
+            last = pq
             r = _find(parent, q)
             if nr > 0 and roots[nr - 1] == r:
                 continue

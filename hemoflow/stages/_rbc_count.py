@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._smear import bbox_slices, label_bboxes, label_max, lut_gather, renumber_raster
+from hemoflow.kernels._kmeans import kmeans_parts, split_labels
+from hemoflow.kernels._smear import label_bboxes, label_max, lut_gather, renumber_raster
 
 __all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "fit", "FEATURES"]
 
@@ -142,57 +143,29 @@ def expected_weights(proba: np.ndarray, labels: np.ndarray, *, reach_px: float) 
 
 
 def _kmeans_split(ys: np.ndarray, xs: np.ndarray, k: int, iters: int = 8) -> np.ndarray:
-    """Assign each pixel to one of ``k`` parts (k-means, farthest-point start)."""
-    pts = np.stack([ys, xs], axis=1).astype(np.float64)
-    c0 = pts.mean(axis=0)
-    d = ((pts - c0) ** 2).sum(axis=1)
-    centres = [pts[int(np.argmax(d))]]
-    for _ in range(1, k):
-        dm = np.min([((pts - c) ** 2).sum(axis=1) for c in centres], axis=0)
-        centres.append(pts[int(np.argmax(dm))])
-    cen = np.array(centres)
-    assign = np.zeros(len(pts), np.int64)
-    for _ in range(iters):
-        d2 = ((pts[:, None, :] - cen[None, :, :]) ** 2).sum(axis=2)
-        new = np.argmin(d2, axis=1)
-        if _ > 0 and np.array_equal(new, assign):
-            break
-        assign = new
-        for j in range(k):
-            sel = assign == j
-            if sel.any():
-                cen[j] = pts[sel].mean(axis=0)
-    return assign
+    """Assign each pixel to one of ``k`` parts (k-means, farthest-point start; see
+    :func:`hemoflow.kernels._kmeans.kmeans_parts`)."""
+    return kmeans_parts(ys, xs, k, iters)
 
 
 def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int]:
-    """Drop basins with count 0, split those with count k >= 2 into k parts.
+    """Drop basins with count 0, split those with count k >= 2 into k parts (k-means on
+    the pixel coordinates; the first part keeps the basin).
 
     Returns ``(labels int32, n)`` numbered in raster order of each part's first pixel.
     """
     n = len(counts)
     if n == 0:
         return np.zeros(labels.shape, np.int32), 0
+    counts = np.asarray(counts, np.int64)
     keep = np.zeros(n + 1, np.int32)
     keep[1:] = np.where(counts > 0, np.arange(1, n + 1), 0)
-    multi = np.flatnonzero(counts >= 2) + 1
-    if len(multi) == 0:
+    if not (counts >= 2).any():
         return renumber_raster(labels, keep)
     out = lut_gather(keep, labels)
-    nxt = n + 1
-    if len(multi):
-        boxes = label_bboxes(labels, n)
-        for lab in multi:
-            sl = bbox_slices(boxes[lab])
-            sub = labels[sl] == lab
-            ys, xs = np.nonzero(sub)  # relative to the bounding box: translation-invariant
-            k = int(min(counts[lab - 1], len(ys)))
-            part = _kmeans_split(ys, xs, k)
-            view = out[sl]
-            for j in range(1, k):
-                view[ys[part == j], xs[part == j]] = nxt
-                nxt += 1
-            # part 0 keeps the basin's own id
+    ks = np.zeros(n + 1, np.int64)
+    ks[1:] = counts
+    split_labels(labels, out, label_bboxes(labels, n), ks, n + 1)
     return renumber_raster(out)
 
 
