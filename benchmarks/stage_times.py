@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 STAGES = ("_segment", "_planes", "open_disk", "close_disk", "fill_small_holes", "segment_wbc", "segment_platelets",
           "_within", "platelet_features", "_keep_platelets", "rbc_basins", "filter_small", "basin_features",
           "basin_mass", "kept_mass", "rbc_density", "expected_weights", "predict_proba", "split_basins", "crop_cells",
-          "measure_cells")
+          "measure_cells", "regionprops_table")
 
 
 def main(argv=None) -> int:

@@ -52,17 +52,22 @@ def mass_features(mass: np.ndarray) -> np.ndarray:
     return np.stack([m, np.log(m + 0.05)], axis=1)
 
 
-def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px: float) -> np.ndarray:
+#: What :func:`basin_features` measures of each basin (a ``props`` argument must hold these).
+BASIN_PROPERTIES = ("label", "area", "perimeter", "solidity", "eccentricity", "bbox")
+
+
+def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px: float,
+                   props: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Feature matrix ``float64[n, len(FEATURES)]`` of basins ``1..n`` (working px).
 
     ``dist`` is the chamfer distance (1/5 px units) of the RBC mask; ``rbc_area_px`` the
-    area of a typical RBC in working px.
+    area of a typical RBC in working px. ``props``: ``regionprops_table`` of ``labels``
+    with at least :data:`BASIN_PROPERTIES`, when the caller has it already.
     """
     if n == 0:
         return np.zeros((0, len(FEATURES)))
-    p = regionprops_table(
-        np.ascontiguousarray(labels, np.int32), properties=("label", "area", "perimeter", "solidity", "eccentricity", "bbox")
-    )
+    p = props if props is not None else regionprops_table(np.ascontiguousarray(labels, np.int32),
+                                                          properties=BASIN_PROPERTIES)
     order = np.argsort(p["label"], kind="stable")
     p = {k: np.asarray(v)[order] for k, v in p.items()}
     area = p["area"].astype(np.float64)

@@ -26,6 +26,7 @@ import numpy as np
 
 from hemoflow.kernels import circularity as _circularity
 from hemoflow.kernels import regionprops_table
+from hemoflow.kernels._smear import lut_gather
 from hemoflow.schema import CELL_COLUMNS
 
 __all__ = ["PROPERTIES", "irregular_rule", "measure_cells", "empty_table", "rbc_count"]
@@ -90,6 +91,7 @@ def measure_cells(
     min_circularity: float = 0.75,
     max_eccentricity: float = 0.70,
     weights: np.ndarray | None = None,
+    known: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Measure every labelled cell and return a cell table (rows in label order).
 
@@ -106,6 +108,12 @@ def measure_cells(
         reported in level-0 units (a working pixel's centre is at ``scale*i + (scale-1)/2``).
     weights : float array, length n, optional
         ``count_weight`` of label ``i + 1`` (default 1).
+    known : dict, optional
+        :func:`hemoflow.kernels.regionprops_table` columns of :data:`PROPERTIES` already
+        measured for some labels (``known["label"]``), each on exactly the pixel set it
+        has in ``labels`` (e.g. red cells that are whole watershed basins, measured for the
+        count model); only the other labels are measured again. The properties depend only
+        on a region's own pixels, so the table is the same.
 
     >>> lab = np.zeros((9, 9), np.int32); lab[2:7, 2:7] = 1
     >>> t = measure_cells(lab, np.array(["rbc"]), mpp=0.5)
@@ -116,7 +124,17 @@ def measure_cells(
     n = int(labels.max()) if labels.size else 0
     if n == 0:
         return empty_table()
-    props = regionprops_table(np.ascontiguousarray(labels, np.int32), properties=PROPERTIES)
+    labels = np.ascontiguousarray(labels, np.int32)
+    if known is not None and len(known["label"]):
+        have = np.asarray(known["label"], np.int64)
+        if have.min() < 1 or have.max() > n:
+            raise ValueError(f"known labels must lie in 1..{n}")
+        lut = np.arange(n + 1, dtype=np.int32)
+        lut[have] = 0
+        props = regionprops_table(lut_gather(lut, labels), properties=PROPERTIES)
+        props = {k: np.concatenate([np.asarray(v), np.asarray(known[k], np.asarray(v).dtype)]) for k, v in props.items()}
+    else:
+        props = regionprops_table(labels, properties=PROPERTIES)
     order = np.argsort(props["label"], kind="stable")
     p = {k: np.asarray(v)[order] for k, v in props.items()}
     s = float(scale)

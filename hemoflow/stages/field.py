@@ -64,7 +64,7 @@ import numpy as np
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from hemoflow.errors import HemoflowError
-from hemoflow.kernels import label
+from hemoflow.kernels import label, regionprops_table
 from hemoflow.kernels._smear import (
     binomial3,
     chamfer_distance,
@@ -78,7 +78,7 @@ from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
 from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_proba, split_basins
 from hemoflow.stages._rbc_density import basin_mass, kept_mass, rbc_density
 from hemoflow.stages.crops import CropSpec, crop_cells
-from hemoflow.stages.features import empty_table, measure_cells
+from hemoflow.stages.features import PROPERTIES, empty_table, measure_cells
 from hemoflow.stages.preprocess import CELL_CHANNELS, validate_rgb
 from hemoflow.stages.segment import (
     _within,
@@ -461,7 +461,9 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
 
 def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: float, count_basins=None,
              keep_platelets=None):
-    """Label image (WBC, then platelets, then RBCs) and class per label, working scale."""
+    """Label image (WBC, then platelets, then RBCs), class and count weight per label
+    (working scale), and the measurements of the labels that are whole basins (for
+    :func:`measure_cells`; None without the count model)."""
     um = 1.0 / px_um  # working px per µm
     # count_basins / keep_platelets: hooks for fitting the shipped models (None: use them)
     density_counts = params.rbc_count_model and params.rbc_density_model and count_basins is None
@@ -511,11 +513,15 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         rbc_mask, diameter_px=params.rbc_diameter_um * um, split_depth=params.split_depth_frac
     )
     rbc_weight = None
+    basin_props = known = None
     if params.rbc_count_model:
         # the model decides which basins are cells, fragments, or clumps of 2-3 cells
         rbc, n_rbc = filter_small(rbc, n_rbc, min_area_px=max(0.02 * rbc_area, 2.0))
         if count_basins is None:
-            feats = basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area)
+            # the basins' measurements serve the count model and, for the basins that
+            # stay whole cells, the cell table
+            basin_props = regionprops_table(np.ascontiguousarray(rbc, np.int32), properties=PROPERTIES)
+            feats = basin_features(rbc, n_rbc, dist, rbc_area_px=rbc_area, props=basin_props)
             if density_counts:
                 density = rbc_density(od)
                 mass = basin_mass(rbc, n_rbc, density, reach_px=params.rbc_density_reach_um * um)
@@ -536,7 +542,14 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
         rbc, n_rbc = split_basins(rbc, counts)
         if n_rbc:
             # each part carries its basin's weight (the parts of basin b share it)
-            rbc_weight = weight[label_sources(rbc, old, n_rbc)[1:] - 1]
+            src = label_sources(rbc, old, n_rbc)[1:] - 1
+            rbc_weight = weight[src]
+            if basin_props is not None:
+                # a basin counted as one cell is that cell, pixel for pixel (red cells lie
+                # on top in the overlay): its measurements carry over
+                whole = np.flatnonzero(counts[src] == 1)
+                known = {k: np.asarray(v)[src[whole]] for k, v in basin_props.items()}
+                known["label"] = (n_wbc + n_plt + 1 + whole).astype(np.int64)
     else:
         rbc, n_rbc = filter_small(
             rbc,
@@ -549,7 +562,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     weights = np.ones(len(classes))
     if rbc_weight is not None:
         weights[n_wbc + n_plt:] = rbc_weight
-    return labels, classes, weights
+    return labels, classes, weights, known
 
 
 def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams, *, od: bool = False):
@@ -607,7 +620,7 @@ def analyze_field(
     else:
         estimated = False
     f = int(calibration.downsample)
-    labels, classes, weights = _segment(rgb, calibration, params, px_um=mpp * f)
+    labels, classes, weights, known = _segment(rgb, calibration, params, px_um=mpp * f)
     if len(classes):
         table = measure_cells(
             labels,
@@ -618,6 +631,7 @@ def analyze_field(
             min_circularity=params.irregular_min_circularity,
             max_eccentricity=params.irregular_max_eccentricity,
             weights=weights,
+            known=known,
         )
         h, w = rgb.shape[:2]
         for k, lim in (("bbox_y1", h), ("bbox_x1", w), ("bbox_y0", h), ("bbox_x0", w)):

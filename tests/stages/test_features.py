@@ -69,3 +69,26 @@ def test_scale_maps_to_level0_pixels():
     assert t["y"][0] == pytest.approx(2.5 * 3 + 1.0)
     assert t["bbox_y0"][0] == 6 and t["bbox_y1"][0] == 12
     assert t["cls"][0] == "wbc"
+
+
+def test_known_measurements_give_the_same_table():
+    """Labels whose measurements the caller already has (on the same pixels) are not
+    measured again, and the table is the same; labels outside 1..n are refused."""
+    from hemoflow.kernels import label, regionprops_table
+    from hemoflow.stages.features import PROPERTIES
+
+    rng = np.random.default_rng(4)
+    lab, n = label(rng.random((90, 110)) < 0.55, connectivity=1)
+    classes = np.array(["rbc", "wbc", "platelet"])[rng.integers(0, 3, n)]
+    weights = rng.random(n)
+    ref = measure_cells(lab, classes, mpp=0.3, scale=2, weights=weights)
+    props = regionprops_table(lab, properties=PROPERTIES)
+    pick = np.flatnonzero(rng.random(n) < 0.7)
+    known = {k: np.asarray(v)[pick] for k, v in props.items()}
+    got = measure_cells(lab, classes, mpp=0.3, scale=2, weights=weights, known=known)
+    assert got.keys() == ref.keys() and n > 50 and len(pick) > 20
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+    known["label"] = known["label"] + n
+    with pytest.raises(ValueError, match="known labels"):
+        measure_cells(lab, classes, mpp=0.3, known=known)
