@@ -153,9 +153,10 @@ def _kmeans_split(ys: np.ndarray, xs: np.ndarray, k: int, iters: int = 8) -> np.
     return kmeans_parts(ys, xs, k, iters)
 
 
-def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int]:
+def split_basins(labels: np.ndarray, counts: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Drop basins with count 0, split those with count k >= 2 into k parts (k-means on
-    the pixel coordinates; the first part keeps the basin).
+    the pixel coordinates; the first part keeps the basin). ``boxes``: the basins' boxes
+    as :func:`hemoflow.kernels._smear.label_bboxes` gives them, when the caller has them.
 
     Returns ``(labels int32, n)`` numbered in raster order of each part's first pixel.
     """
@@ -170,7 +171,7 @@ def split_basins(labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, in
     out = lut_gather(keep, labels)
     ks = np.zeros(n + 1, np.int64)
     ks[1:] = counts
-    split_labels(labels, out, label_bboxes(labels, n), ks, n + 1)
+    split_labels(labels, out, label_bboxes(labels, n) if boxes is None else boxes, ks, n + 1)
     return renumber_raster(out)
 
 

@@ -539,7 +539,12 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
             counts = count_basins(rbc, n_rbc, dist, rbc_area)
             weight = np.ones(n_rbc)
         old = rbc
-        rbc, n_rbc = split_basins(rbc, counts)
+        boxes = None
+        if basin_props is not None and len(basin_props["label"]) == n_rbc:
+            # label_bboxes rows: label 0 first, then basins 1..n (all present after filter_small)
+            boxes = np.zeros((n_rbc + 1, 4), np.int64)
+            boxes[1:] = np.stack([basin_props[f"bbox-{i}"] for i in range(4)], axis=1)
+        rbc, n_rbc = split_basins(rbc, counts, boxes)
         if n_rbc:
             # each part carries its basin's weight (the parts of basin b share it)
             src = label_sources(rbc, old, n_rbc)[1:] - 1

@@ -106,6 +106,8 @@ def test_split_equals_splitting_each_basin_with_numpy_kmeans():
     ref, n_ref = renumber_raster(ref)
     assert n_got == n_ref > n // 2
     np.testing.assert_array_equal(got, ref)
+    with_boxes, _ = split_basins(lab, counts, boxes)  # boxes the caller already has
+    np.testing.assert_array_equal(with_boxes, ref)
 
 
 def test_kmeans_rejects_bad_input():
