@@ -221,11 +221,13 @@ class ZarrSlide:
         )
 
     # -- reading ------------------------------------------------------------------
-    def read_region(self, y0: int, x0: int, y1: int, x1: int, level: int = 0) -> np.ndarray:
+    def read_region(self, y0: int, x0: int, y1: int, x1: int, level: int = 0, *, interleave: bool = True) -> np.ndarray:
         """Read rows ``y0:y1``, columns ``x0:x1`` of ``level`` as ``uint8[h, w, 3]``.
 
         The window is clipped to the image, so the result may be smaller than asked
-        (empty when the window lies outside); the caller pads.
+        (empty when the window lies outside); the caller pads. With ``interleave=False``
+        the result is a transposed view of the stored planar ``(3, h, w)`` block (same
+        shape and values, not C-contiguous), which the stages read without a copy.
 
         Raises
         ------
@@ -247,7 +249,7 @@ class ZarrSlide:
                 f"cannot read {self.url!r} level {level} [{y0c}:{y1c}, {x0c}:{x1c}]: "
                 f"{type(e).__name__}: {storage.redact(e)}"
             ) from None
-        return _interleave(block)
+        return _interleave(block) if interleave else np.moveaxis(block, 0, -1)
 
     def thumbnail(self, max_pixels: int = 4_000_000) -> tuple[np.ndarray, float]:
         """Return ``(uint8[h, w, 3], downsample)`` with ``h * w <= max_pixels``.

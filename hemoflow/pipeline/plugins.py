@@ -24,6 +24,8 @@ def _warm_stages() -> None:
 
     rgb, _ = synth.synth_field((384, 384), mpp=0.25, seed=0, n_wbc=1)
     analyze_field(rgb, mpp=0.25)
+    # tile windows arrive as planar channels (ZarrSlide.read_region(interleave=False))
+    analyze_field(np.moveaxis(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)), 0, -1), mpp=0.25)
     # basin splitting runs only where a basin holds 2+ cells, which a small field may lack
     from hemoflow.stages._rbc_count import split_basins
 

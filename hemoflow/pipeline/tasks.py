@@ -255,7 +255,7 @@ def run_tile(plan: SlidePlan, tile: Tile, params: Any, crop: Any) -> TileResult:
         if rec is not None:
             return TileResult(sid, tile.index, rec[0], rec[1], time.perf_counter() - t0, resumed=True)
     slide = _open_slide_cached(plan.zarr_url, plan.key)
-    window = slide.read_region(*tile.window)
+    window = slide.read_region(*tile.window, interleave=False)  # planar: the stages read it in place
     table, crops = analyze_window(window, tile, mpp=plan.mpp, calibration=plan.calibration, params=params, crop=crop)
     seconds = time.perf_counter() - t0
     if ledger is not None:

@@ -165,7 +165,7 @@ def crop_cells(
             a, b = _taps(cx + grid - x0, x1 - x0)
             ix.append(a + x0)
             tx.append(b)
-        _bilinear_crops(np.ascontiguousarray(rgb[..., :3]), np.array(iy), np.array(ty), np.array(ix),
+        _bilinear_crops(rgb[..., :3], np.array(iy), np.array(ty), np.array(ix),  # any layout, no copy
                         np.array(tx), bg, out)
         return out
     for i, (cy, cx) in enumerate(zip(ys, xs)):

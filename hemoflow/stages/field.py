@@ -615,7 +615,8 @@ def analyze_field(
     UnsupportedImageError
         ``rgb`` is not an 8-bit RGB(A) image.
     """
-    rgb = validate_rgb(rgb)
+    # any layout (a Zarr window arrives as planar channels): the stages read it in place
+    rgb = validate_rgb(rgb, contiguous=False)
     if mpp is not None:
         mpp = _pos("mpp", mpp)
     if calibration is None:

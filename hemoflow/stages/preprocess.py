@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 
-def validate_rgb(rgb) -> np.ndarray:
-    """Return ``rgb`` as a C-contiguous ``uint8[H, W, 3]`` array.
+def validate_rgb(rgb, *, contiguous: bool = True) -> np.ndarray:
+    """Return ``rgb`` as a C-contiguous ``uint8[H, W, 3]`` array (``contiguous=False``:
+    as it lies, e.g. a transposed view of planar channels, without a copy).
 
     An alpha channel (``H x W x 4``) is dropped. Anything else raises
     :class:`~hemoflow.errors.UnsupportedImageError` naming the shape and dtype.
@@ -51,7 +52,7 @@ def validate_rgb(rgb) -> np.ndarray:
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"empty image: shape {arr.shape} dtype {arr.dtype}")
-    return np.ascontiguousarray(arr[..., :3])
+    return np.ascontiguousarray(arr[..., :3]) if contiguous else arr[..., :3]
 
 
 def downsample(rgb: np.ndarray, factor: int) -> np.ndarray:

@@ -92,3 +92,23 @@ def test_label_pixels_is_a_sparse_view_with_boxes():
     np.testing.assert_array_equal(got, lab.ravel()[idx])
     np.testing.assert_array_equal(boxes, label_bboxes(lab, 9))
     assert got.dtype == np.int32 and idx.dtype == np.int64
+
+
+def test_stain_planes_read_planar_views_in_place():
+    """At factor 2 a transposed view of planar channels takes the planar kernel; every
+    size (odd rows and columns included) and option gives the interleaved result."""
+    from hemoflow.kernels._smear import stain_planes
+
+    rng = np.random.default_rng(2)
+    for h, w in [(1, 1), (1, 2), (2, 1), (3, 5), (8, 8), (37, 41)]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        view = np.moveaxis(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)), 0, -1)
+        for factor in (1, 2, 3):
+            for gmr in (True, False):
+                for smooth in (False, True):
+                    a = stain_planes(rgb, factor, [230.0, 225.0, 240.0], green_minus_red=gmr, smooth=smooth, od=True)
+                    b = stain_planes(view, factor, [230.0, 225.0, 240.0], green_minus_red=gmr, smooth=smooth, od=True)
+                    for x, y in zip(a, b):
+                        np.testing.assert_array_equal(x, y, err_msg=str((h, w, factor, gmr, smooth)))
+    with pytest.raises(ValueError, match="expected uint8"):
+        stain_planes(np.zeros((4, 4, 3), np.float32), 2, [200.0] * 3)
