@@ -17,6 +17,21 @@ from numba import njit
 __all__ = ["kmeans_parts", "split_labels"]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _nearest(y, x, cy, cx, n):
+    # (index, squared distance) of the nearest of centres 0..n-1 (the first of equals)
+    dm = np.inf
+    a = 0
+    for j in range(n):
+        dy = y - cy[j]
+        dx = x - cx[j]
+        d = dy * dy + dx * dx
+        if d < dm:
+            dm = d
+            a = j
+    return a, dm
+
+
 @njit(cache=True, nogil=True)
 def _kmeans(ys, xs, k, iters):
     m = ys.shape[0]
@@ -45,13 +60,7 @@ def _kmeans(ys, xs, k, iters):
         best = -1.0
         arg = 0
         for t in range(m):
-            dm = np.inf
-            for j in range(c):
-                dy = ys[t] - cy[j]
-                dx = xs[t] - cx[j]
-                d = dy * dy + dx * dx
-                if d < dm:
-                    dm = d
+            dm = _nearest(ys[t], xs[t], cy, cx, c)[1]
             if dm > best:
                 best = dm
                 arg = t
@@ -65,15 +74,7 @@ def _kmeans(ys, xs, k, iters):
     for it in range(iters):
         same = True
         for t in range(m):
-            dm = np.inf
-            a = 0
-            for j in range(k):
-                dy = ys[t] - cy[j]
-                dx = xs[t] - cx[j]
-                d = dy * dy + dx * dx
-                if d < dm:
-                    dm = d
-                    a = j
+            a = _nearest(ys[t], xs[t], cy, cx, k)[0]
             new[t] = a
             if a != assign[t]:
                 same = False
