@@ -540,8 +540,12 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
             weight = np.ones(n_rbc)
         old = rbc
         boxes = None
-        if basin_props is not None and len(basin_props["label"]) == n_rbc:
-            # label_bboxes rows: label 0 first, then basins 1..n (all present after filter_small)
+        # row b - 1 of the measurements is basin b when every basin is present (as after
+        # filter_small); otherwise neither the boxes nor the measurements are reused
+        if basin_props is not None and len(basin_props["label"]) != n_rbc:
+            basin_props = None
+        if basin_props is not None:
+            # label_bboxes rows: label 0 first, then basins 1..n
             boxes = np.zeros((n_rbc + 1, 4), np.int64)
             boxes[1:] = np.stack([basin_props[f"bbox-{i}"] for i in range(4)], axis=1)
         rbc, n_rbc = split_basins(rbc, counts, boxes)
