@@ -74,10 +74,11 @@ def _synthetic(n: int, od_shape, params, sigma_um: float) -> list:
     shape ``od_shape``: ``[(od, target)]``. They keep the network's counts true on the
     generator's cells (the demo and the synthetic tests) without taking BCCD fields' place."""
     from hemoflow import synth
+    from hemoflow.stages.field import block_factor
 
     out = []
     mpp = 0.25
-    f = max(1, int(np.floor(params.work_mpp / mpp + 1e-6)))
+    f = block_factor(mpp, params.work_mpp)
     shape = (od_shape[1] * f, od_shape[2] * f)
     for seed in range(n):
         cover = 0.2 + 0.35 * ((seed * 0.618034) % 1.0)

@@ -97,3 +97,31 @@ def test_planar_window_gives_the_same_cells_and_crops_as_interleaved(mpp):
     for k in a.table:
         np.testing.assert_array_equal(a.table[k], b.table[k], err_msg=k)
     np.testing.assert_array_equal(a.crops, b.crops)
+
+
+@pytest.mark.parametrize("mpp", [0.25, 0.2527, 0.263])
+def test_common_40x_pixel_sizes_keep_the_working_scale(mpp):
+    """Scanner pixels a little above 0.25 µm/px (0.2527 is common) are block-averaged by 2
+    like 0.25 µm/px, not left at full resolution, and count their red cells as well."""
+    from hemoflow import synth
+    from hemoflow.stages import analyze_field
+    from hemoflow.stages.features import rbc_count
+
+    rgb, truth = synth.synth_field((1600, 1600), mpp=mpp, seed=5)
+    res = analyze_field(rgb, mpp=mpp)
+    assert res.calibration.downsample == 2
+    true_rbc = int(np.sum(np.asarray(truth["cls"]) == "rbc"))
+    assert true_rbc > 500
+    assert abs(rbc_count(res.table) / true_rbc - 1) < 0.06
+
+
+def test_block_factor_picks_the_nearest_working_pixel():
+    from hemoflow.errors import HemoflowError
+    from hemoflow.stages.field import block_factor
+
+    assert [block_factor(m, 0.46) for m in (0.0745, 0.1, 0.2, 0.25, 0.2527, 0.32, 0.33, 0.5, 2.0)] == [
+        6, 5, 2, 2, 2, 2, 1, 1, 1]
+    assert block_factor(0.23, 0.46) == 2 and block_factor(0.46 / 3, 0.46) == 3  # exact multiples
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(HemoflowError, match="positive and finite"):
+            block_factor(bad, 0.46)
