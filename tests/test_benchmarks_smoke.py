@@ -67,3 +67,16 @@ def test_stage_times_runs_and_lists_the_stages():
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "stage_times.py"), "--size", "10"],
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--size must be >= 256" in bad.stderr
+
+
+def test_pixel_size_sweep_reports_factor_and_error():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "pixel_size_sweep.py"), "--mpp", "0.25", "0.2527",
+                           "--size", "512"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    assert [r[:3] for r in rows] == [["0.2500", "2", "0.500"], ["0.2527", "2", "0.505"]], proc.stdout
+    assert all(r[5].endswith("%") for r in rows)
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "pixel_size_sweep.py"), "--mpp", "0"],
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "positive" in bad.stderr
