@@ -207,6 +207,8 @@ def _nhwc_layout(qnet):
 
     class MaxPool2(nn.Module):
         def forward(self, q):
+            if q.dtype != torch.quint8:  # the bytes compare as unsigned only for quint8
+                return torch.nn.functional.max_pool2d(q, 2)
             q = q.contiguous(memory_format=torch.channels_last)
             n, c, h, w = q.shape
             out = quantized_like(q, (n, c, h // 2, w // 2))

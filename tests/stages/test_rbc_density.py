@@ -301,6 +301,11 @@ def test_nhwc_layout_gives_the_bytes_of_torchs_int8_graph():
         for shape in ((3, 4, 4), (3, 36, 20), (3, 128, 96)):
             x = torch.from_numpy(rng.random(shape, dtype=np.float32) * 0.8)[None]
             assert torch.equal(qnet(x), ref(x))
+        # the byte-wise pool serves unsigned int8 only; signed input takes torch's pool
+        pool = next(m for m in qnet.children() if type(m).__name__ == "MaxPool2")
+        for dt, zp in ((torch.quint8, 128), (torch.qint8, 0)):
+            q = torch.quantize_per_tensor(torch.randn(1, 4, 6, 7), 0.05, zp, dt)
+            assert torch.equal(pool(q).int_repr(), torch.nn.functional.max_pool2d(q, 2).int_repr())
 
 
 def test_shipped_weights_carry_the_int8_copy():
