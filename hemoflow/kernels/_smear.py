@@ -232,11 +232,14 @@ def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: b
         raise ValueError(f"expected uint8[H, W, 3], got {rgb.dtype} shape {rgb.shape}")
     f = max(int(factor), 1)
     planes = np.moveaxis(rgb, -1, 0)
-    if f == 2 and planes.flags.c_contiguous and not rgb.flags.c_contiguous:
-        planar = True
-    else:
-        planar = False
-        rgb = np.ascontiguousarray(rgb)
+    planar = f == 2 and planes.flags.c_contiguous and not rgb.flags.c_contiguous
+    if not planar and not rgb.flags.c_contiguous:
+        # interleave one channel at a time: several times faster than ascontiguousarray
+        # on a transposed view of planes
+        out_rgb = np.empty(rgb.shape, np.uint8)
+        for c in range(3):
+            out_rgb[..., c] = rgb[..., c]
+        rgb = out_rgb
     bg = np.maximum(np.asarray(background, np.float64).reshape(3), 1.0)
     nn = f * f
     s = np.arange(255 * nn + 1, dtype=np.float64)

@@ -80,7 +80,7 @@ def test_shared_mpp_skips_empty_fields_and_fails_when_all_are_empty():
         estimate_shared_mpp([blank, blank])
 
 
-@pytest.mark.parametrize("mpp", [0.25, 0.1])  # block factor 2 (the planar fast path) and 5
+@pytest.mark.parametrize("mpp", [0.25, 0.1, 0.5])  # block factor 2 (the planar fast path), 5 and 1
 def test_planar_window_gives_the_same_cells_and_crops_as_interleaved(mpp):
     """A Zarr window read without interleaving (a transposed view of planar channels) is
     analysed in place and gives exactly the table and crops of the interleaved copy."""
