@@ -26,6 +26,7 @@ import numpy as np
 
 from hemoflow.errors import SlideNotFoundError, SlideReadError, UnsupportedImageError
 from hemoflow.io import storage
+from hemoflow.kernels._nhwc import interleave as _interleave
 
 __all__ = [
     "ZarrSlide",
@@ -282,15 +283,6 @@ class ZarrSlide:
             blk = blk.reshape(r1 - r0, f, tw, f, 3).mean(axis=(1, 3))
             out[r0:r1] = np.rint(blk).astype(np.uint8)
         return out, self.level_downsample(level) * (w / tw)
-
-
-def _interleave(planar: np.ndarray) -> np.ndarray:
-    """``(c, h, w)`` -> contiguous ``(h, w, c)``; one strided copy per channel is
-    several times faster than ``np.ascontiguousarray(np.moveaxis(...))``."""
-    out = np.empty(planar.shape[1:] + planar.shape[:1], planar.dtype)
-    for i in range(planar.shape[0]):
-        out[..., i] = planar[i]
-    return out
 
 
 def _mpp_from_multiscales(ms: Mapping[str, Any], yi: int) -> float | None:

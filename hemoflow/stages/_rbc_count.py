@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._kmeans import kmeans_parts, split_labels
+from hemoflow.kernels._kmeans import split_labels
 from hemoflow.kernels._smear import label_bboxes, label_max, lut_gather, renumber_raster
 
 __all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "fit", "FEATURES"]
@@ -145,12 +145,6 @@ def expected_weights(proba: np.ndarray, labels: np.ndarray, *, reach_px: float) 
         np.add.at(total, kept[idx[ok]], expect[dropped[ok]])
     weight = np.where(counts > 0, total / np.maximum(counts, 1), 0.0)
     return counts, weight
-
-
-def _kmeans_split(ys: np.ndarray, xs: np.ndarray, k: int, iters: int = 8) -> np.ndarray:
-    """Assign each pixel to one of ``k`` parts (k-means, farthest-point start; see
-    :func:`hemoflow.kernels._kmeans.kmeans_parts`)."""
-    return kmeans_parts(ys, xs, k, iters)
 
 
 def split_basins(labels: np.ndarray, counts: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, int]:

@@ -178,7 +178,7 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
     ``len(boxes)`` up, above every existing one.
     """
     from hemoflow.kernels._smear import bbox_slices
-    from hemoflow.stages._rbc_count import _kmeans_split
+    from hemoflow.kernels._kmeans import kmeans_parts
 
     next_id = len(boxes)
     out = seeds
@@ -193,7 +193,7 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
         if feret_diameter(m) <= max_len:
             continue
         ys, xs = np.nonzero(m)
-        part = _kmeans_split(ys, xs, 2, iters=20)
+        part = kmeans_parts(ys, xs, 2, iters=20)
         if min(np.count_nonzero(part == 0), np.count_nonzero(part == 1)) < min_part:
             continue
         if out is seeds:

@@ -41,3 +41,12 @@ def test_bad_arrays_are_rejected():
         maxpool2_nhwc(np.zeros((4, 8, 3), np.uint8)[:, ::2], np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(ValueError, match="expected"):
         maxpool2_nhwc(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2, 2), np.uint8))
+
+
+def test_interleave_matches_moveaxis():
+    from hemoflow.kernels._nhwc import interleave
+
+    planes = np.random.default_rng(1).integers(0, 256, (3, 5, 7), dtype=np.uint8)
+    out = interleave(planes)
+    assert out.flags.c_contiguous and np.array_equal(out, np.moveaxis(planes, 0, -1))
+    assert np.array_equal(interleave(np.moveaxis(np.moveaxis(planes, 0, -1), -1, 0)), out)
