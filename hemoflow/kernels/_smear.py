@@ -1004,9 +1004,14 @@ def _grow_chamfer(lab, dmax):
 
 @njit(cache=True, nogil=True)
 def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
+    # _chamfer_passes with the seeding folded into the first pass and the sum into the
+    # second. Distances saturate at dmax + 1 (int16): pixels beyond dmax are never summed,
+    # and distances only grow along a path, so every pixel within dmax gets the same
+    # distance and label as without the cap. Each pixel is final when the second pass
+    # leaves it, so it is summed there (in reverse raster order).
     h, w = lab.shape
-    big = np.int32(2**30)
-    d = np.empty((h, w), np.int32)
+    far = np.int16(dmax + 1)
+    d = np.empty((h, w), np.int16)
     out = np.empty((h, w), np.int32)
     for i in range(h):
         for j in range(w):
@@ -1014,17 +1019,51 @@ def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
             if 0 < v <= n and keep[v]:
                 out[i, j] = v
                 d[i, j] = 0
-            else:
-                out[i, j] = 0
-                d[i, j] = big
-    _chamfer_passes(out, d)
+                continue
+            best = far
+            b = 0
+            if j > 0 and d[i, j - 1] + 3 < best:
+                best = d[i, j - 1] + 3
+                b = out[i, j - 1]
+            if i > 0:
+                if d[i - 1, j] + 3 < best:
+                    best = d[i - 1, j] + 3
+                    b = out[i - 1, j]
+                if j > 0 and d[i - 1, j - 1] + 4 < best:
+                    best = d[i - 1, j - 1] + 4
+                    b = out[i - 1, j - 1]
+                if j < w - 1 and d[i - 1, j + 1] + 4 < best:
+                    best = d[i - 1, j + 1] + 4
+                    b = out[i - 1, j + 1]
+            d[i, j] = best
+            out[i, j] = b
     acc = np.zeros(n + 1, np.float64)
-    for i in range(h):
+    for i in range(h - 1, -1, -1):
         gi = i // cell
-        for j in range(w):
-            v = out[i, j]
-            if v > 0 and d[i, j] <= dmax and not (use_exclude and exclude[i, j]):
-                acc[v] += grid[gi, j // cell]
+        for j in range(w - 1, -1, -1):
+            if d[i, j] == 0:
+                if not (use_exclude and exclude[i, j]):
+                    acc[out[i, j]] += grid[gi, j // cell]
+                continue
+            best = d[i, j]
+            b = out[i, j]
+            if j < w - 1 and d[i, j + 1] + 3 < best:
+                best = d[i, j + 1] + 3
+                b = out[i, j + 1]
+            if i < h - 1:
+                if d[i + 1, j] + 3 < best:
+                    best = d[i + 1, j] + 3
+                    b = out[i + 1, j]
+                if j < w - 1 and d[i + 1, j + 1] + 4 < best:
+                    best = d[i + 1, j + 1] + 4
+                    b = out[i + 1, j + 1]
+                if j > 0 and d[i + 1, j - 1] + 4 < best:
+                    best = d[i + 1, j - 1] + 4
+                    b = out[i + 1, j - 1]
+            d[i, j] = best
+            out[i, j] = b
+            if best <= dmax and b > 0 and not (use_exclude and exclude[i, j]):
+                acc[b] += grid[gi, j // cell]
     return acc
 
 
@@ -1043,7 +1082,9 @@ def grown_grid_sum(labels: np.ndarray, radius: float, grid: np.ndarray, n: int, 
     ex = np.ascontiguousarray(exclude, np.bool_) if use else np.zeros((1, 1), np.bool_)
     if use and ex.shape != labels.shape:
         raise ValueError(f"exclude {ex.shape} does not match labels {labels.shape}")
-    return _grown_grid_sum(labels, keep, ex, use, grid, int(n), int(cell), np.int32(math.floor(3.0 * radius + 1e-9)))
+    # distances are int16 in units of 1/3 px: a reach beyond 10,000 px is 10,000 px
+    dmax = min(math.floor(3.0 * radius + 1e-9), 30000)
+    return _grown_grid_sum(labels, keep, ex, use, grid, int(n), int(cell), np.int32(dmax))
 
 
 def grow_labels(labels: np.ndarray, radius: float) -> np.ndarray:
