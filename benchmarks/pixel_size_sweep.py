@@ -4,8 +4,9 @@ For each pixel size, renders one ``--size`` x ``--size`` field with
 :func:`hemoflow.synth.synth_field` (seed ``--seed``), analyses it with the default
 parameters at that pixel size and prints the block factor, the working pixel, the RBC
 count (sum of ``count_weight``), the true number of red cells and the relative error.
-It shows where the integer block factor puts the working scale and what that does to the
-counts (``hemoflow.stages.field.block_factor``).
+It shows where the block factor (an integer, or a ratio p/q where no integer comes within
+10 % of the working pixel) puts the working scale and what that does to the counts
+(``hemoflow.stages.field.working_ratio``).
 
 Usage::
 
@@ -18,7 +19,7 @@ import argparse
 
 import numpy as np
 
-DEFAULT_MPP = (0.0708, 0.1, 0.2, 0.25, 0.2527, 0.263, 0.3, 0.33, 0.36, 0.4, 0.43, 0.5)
+DEFAULT_MPP = (0.0708, 0.1, 0.17, 0.2, 0.25, 0.2527, 0.263, 0.3, 0.33, 0.345, 0.36, 0.4, 0.43, 0.5, 0.55, 0.6)
 
 
 def main(argv=None) -> int:
@@ -39,9 +40,11 @@ def main(argv=None) -> int:
         res = analyze_field(rgb, mpp=mpp)
         true_rbc = int(np.sum(np.asarray(truth["cls"]) == "rbc"))
         got = rbc_count(res.table)
-        f = int(res.calibration.downsample)
+        cal = res.calibration
+        p, q = int(cal.downsample), int(getattr(cal, "upsample", 1))
+        ratio = f"{p}" if q == 1 else f"{p}/{q}"
         err = f"{100.0 * (got / true_rbc - 1):+.1f}%" if true_rbc else "n/a"
-        print(f"{mpp:7.4f} {f:6d} {f * mpp:8.3f} {got:6d} {true_rbc:6d} {err:>7}", flush=True)
+        print(f"{mpp:7.4f} {ratio:>6} {p / q * mpp:8.3f} {got:6d} {true_rbc:6d} {err:>7}", flush=True)
     return 0
 
 

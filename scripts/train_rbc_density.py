@@ -62,8 +62,8 @@ def _field_sample(rgb, mpp: float, params, centres_of, sigma_um: float):
     from hemoflow.stages import field as F
 
     cal = F.calibrate(rgb, params=params, mpp=mpp)
-    f = int(cal.downsample)
-    _, _, od = stain_planes(rgb, f, cal.background, od=True)
+    f = cal.work_scale
+    _, _, od = stain_planes(rgb, cal.downsample, cal.background, od=True, upsample=cal.upsample)
     od = R.pad4(od)
     return od, R.density_target(centres_of(f), od.shape[1:], sigma_um / (mpp * f)), mpp * f
 

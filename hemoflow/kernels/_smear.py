@@ -144,6 +144,87 @@ def _stain_planes(rgb, f, lut, bg, green_minus_red, smooth, od):
     return cell, nuc
 
 
+@njit(cache=True, nogil=True)
+def _spans(n_in, p, q):
+    # output pixel k of an axis of n_in input pixels resampled by p/q covers the input span
+    # [k p / q, (k + 1) p / q): each input pixel repeated q times, then blocks of p. Returns
+    # the first input index of each output pixel, the per-input-pixel weights (repeats
+    # inside the block, 1..q) packed in one array, and where each pixel's weights start.
+    n_rep = n_in * q
+    n_out = (n_rep + p - 1) // p
+    first = np.empty(n_out, np.int64)
+    start = np.empty(n_out + 1, np.int64)
+    wts = np.empty(n_out * (p // q + 2), np.int64)
+    m = 0
+    for k in range(n_out):
+        r0 = k * p
+        r1 = min(r0 + p, n_rep)
+        first[k] = r0 // q
+        start[k] = m
+        for i in range(r0 // q, (r1 - 1) // q + 1):
+            wts[m] = min(r1, (i + 1) * q) - max(r0, i * q)
+            m += 1
+    start[n_out] = m
+    return first, start, wts
+
+
+@njit(cache=True, nogil=True)
+def _stain_planes_rational(rgb, p, q, lut, bg, green_minus_red, smooth, od):
+    # _stain_planes for a working pixel of p/q input pixels (area-weighted means): the
+    # weighted sums are integers, so full pixels (weight p * p) read the same lookup table
+    h, w = rgb.shape[0], rgb.shape[1]
+    fy, sy, wy = _spans(h, p, q)
+    fx, sx, wx = _spans(w, p, q)
+    hp, wp = len(fy), len(fx)
+    cell = np.empty((hp, wp), np.float32)
+    nuc = np.empty((hp, wp), np.float32)
+    flat = rgb.reshape(h, w * 3)
+    acc = np.zeros(w * 3, np.int64)
+    for i in range(hp):
+        acc[:] = 0
+        ny = 0
+        for t in range(sy[i], sy[i + 1]):
+            c = wy[t]
+            ny += c
+            row = flat[fy[i] + t - sy[i]]
+            for k in range(w * 3):
+                acc[k] += c * np.int64(row[k])
+        for j in range(wp):
+            s0 = np.int64(0)
+            s1 = np.int64(0)
+            s2 = np.int64(0)
+            nx = 0
+            for t in range(sx[j], sx[j + 1]):
+                c = wx[t]
+                nx += c
+                x = fx[j] + t - sx[j]
+                s0 += c * acc[3 * x]
+                s1 += c * acc[3 * x + 1]
+                s2 += c * acc[3 * x + 2]
+            n = ny * nx
+            if n == p * p:
+                o0 = lut[0, s0]
+                o1 = lut[1, s1]
+                o2 = lut[2, s2]
+            else:
+                o0 = np.float32(np.log(bg[0] / max(s0 / n, 1.0)))
+                o1 = np.float32(np.log(bg[1] / max(s1 / n, 1.0)))
+                o2 = np.float32(np.log(bg[2] / max(s2 / n, 1.0)))
+            if green_minus_red:
+                cell[i, j] = o1 - o0
+            else:
+                cell[i, j] = o1
+            nuc[i, j] = o0 - o2
+            if od.shape[1]:
+                od[0, i, j] = o0
+                od[1, i, j] = o1
+                od[2, i, j] = o2
+    if smooth:
+        cell = _binomial3(cell)
+        nuc = _binomial3(nuc)
+    return cell, nuc
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _plane_pairs(p0, p1, two, lut_c, bg_c, out):
     # out[j] = optical density of block j (2 x 2 px) of rows p0, p1 of one plane; a block
@@ -216,7 +297,7 @@ def _binomial3(a):
 
 
 def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: bool = True, smooth: bool = False,
-                 od: bool = False):
+                 od: bool = False, upsample: int = 1):
     """Block-average ``rgb`` (uint8[H, W, 3]) by ``factor`` and return ``(cell, nucleus)``.
 
     ``OD_c = log(background_c / max(mean_c, 1))``; cell = ``OD_g - OD_r`` (or ``OD_g``),
@@ -227,11 +308,23 @@ def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: b
     ``rgb`` may also be a transposed view of planar ``uint8[3, H, W]`` planes
     (``np.moveaxis(planes, 0, -1)``, as :meth:`hemoflow.io.omezarr.ZarrSlide.read_region`
     gives with ``interleave=False``): at factor 2 the planes are read where they lie.
+
+    ``upsample`` = q > 1 makes the working pixel ``factor / q`` input pixels (a rational
+    scale, for pixel sizes no integer factor brings near the working pixel): each input
+    pixel counts q x q times and blocks of ``factor`` x ``factor`` of those are averaged
+    (area weighting), shape ``(ceil(H q / f), ceil(W q / f))``; q = 1 is the block mean.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected uint8[H, W, 3], got {rgb.dtype} shape {rgb.shape}")
     f = max(int(factor), 1)
+    q = int(upsample)
+    if q < 1:
+        raise ValueError(f"upsample must be >= 1, got {upsample}")
+    if q > 1 and math.gcd(f, q) == 1:
+        return _stain_planes_q(rgb, f, q, background, green_minus_red, smooth, od)
+    if q > 1:
+        raise ValueError(f"factor {f} / upsample {q} is not in lowest terms")
     planes = np.moveaxis(rgb, -1, 0)
     planar = f == 2 and planes.flags.c_contiguous and not rgb.flags.c_contiguous
     if not planar and not rgb.flags.c_contiguous:
@@ -247,6 +340,20 @@ def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: b
                                           out)
     else:
         cell, nuc = _stain_planes(rgb, f, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth), out)
+    return (cell, nuc, out) if od else (cell, nuc)
+
+
+def _stain_planes_q(rgb, p, q, background, green_minus_red, smooth, od):
+    if not rgb.flags.c_contiguous:
+        rgb = interleave(np.moveaxis(rgb, -1, 0))
+    bg = np.maximum(np.asarray(background, np.float64).reshape(3), 1.0)
+    nn = p * p
+    s = np.arange(255 * nn + 1, dtype=np.float64)
+    lut = np.log(bg[:, None] / np.maximum(s[None, :] / nn, 1.0)).astype(np.float32)
+    hp, wp = -(-rgb.shape[0] * q // p), -(-rgb.shape[1] * q // p)
+    out = np.empty((3, hp, wp) if od else (3, 0, 0), np.float32)
+    cell, nuc = _stain_planes_rational(rgb, p, q, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth),
+                                       out)
     return (cell, nuc, out) if od else (cell, nuc)
 
 

@@ -105,13 +105,20 @@ def own_cells(table: dict[str, np.ndarray], tile: Tile) -> np.ndarray:
     return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
 
 
-def _shift(table: dict[str, np.ndarray], keep: np.ndarray, dy: int, dx: int) -> dict[str, np.ndarray]:
+def _shift(table: dict[str, np.ndarray], keep: np.ndarray, dy: int, dx: int, *, exact: bool = True
+           ) -> dict[str, np.ndarray]:
     out = {k: np.asarray(v)[keep] for k, v in table.items()}
-    # Centroids are pixel means: recover the exact integer coordinate sums, shift those and
-    # divide once, so a cell's centroid has the same bits whichever window it came from.
-    n = out["area_px"].astype(np.float64)
-    out["y"] = (np.rint(out["y"].astype(np.float64) * n) + dy * n) / n
-    out["x"] = (np.rint(out["x"].astype(np.float64) * n) + dx * n) / n
+    if exact:
+        # Centroids are pixel means: recover the exact integer coordinate sums, shift those
+        # and divide once, so a cell's centroid has the same bits whichever window it came from.
+        n = out["area_px"].astype(np.float64)
+        out["y"] = (np.rint(out["y"].astype(np.float64) * n) + dy * n) / n
+        out["x"] = (np.rint(out["x"].astype(np.float64) * n) + dx * n) / n
+    else:
+        # a ratio working scale (Calibration.upsample > 1): the sums are not integers, and
+        # a centroid agrees with the whole image's to rounding (~1e-12 px)
+        out["y"] = out["y"].astype(np.float64) + dy
+        out["x"] = out["x"].astype(np.float64) + dx
     for k, d in (("bbox_y0", dy), ("bbox_y1", dy), ("bbox_x0", dx), ("bbox_x1", dx)):
         if k in out:
             out[k] = out[k] + d
@@ -130,7 +137,8 @@ def analyze_window(window_rgb: np.ndarray, tile: Tile, *, mpp: float, calibratio
     keep = own_cells(table, tile)
     is_wbc = np.asarray(table["cls"]) == "wbc"
     crops = res.crops[keep[is_wbc]] if len(res.crops) else res.crops
-    return _shift(table, keep, tile.window[0], tile.window[1]), crops
+    exact = int(getattr(calibration, "upsample", 1)) == 1
+    return _shift(table, keep, tile.window[0], tile.window[1], exact=exact), crops
 
 
 def concat_tables(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

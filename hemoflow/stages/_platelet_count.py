@@ -183,7 +183,7 @@ def _collect(data_dir, names, params, mpp):
     for name in names:
         rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
         cal = F.calibrate(rgb, params=params, mpp=mpp)
-        f = int(cal.downsample)
+        f = cal.work_scale
         um = 1.0 / (cal.mpp * f)
         F._segment(rgb, cal, params, px_um=cal.mpp * f, keep_platelets=capture)
         lab, n, feats = captured["v"]

@@ -229,13 +229,13 @@ def _collect(data_dir, names, params, mpp=None, density_folds=None):
         rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
         h, w = rgb.shape[:2]
         cal = F.calibrate(rgb, params=params, mpp=mpp)
-        f = int(cal.downsample)
+        f = cal.work_scale
         F._segment(rgb, cal, params, px_um=cal.mpp * f, count_basins=capture)
         rbc, n, feats = captured["v"]
         if fold_of is not None:
             if name not in fold_of:
                 raise KeyError(f"{name} has no out-of-fold density model in {density_folds}")
-            _, _, od = stain_planes(rgb, f, cal.background, od=True)
+            _, _, od = stain_planes(rgb, cal.downsample, cal.background, od=True, upsample=cal.upsample)
             dens = rbc_density(od, path=str(Path(density_folds) / fold_of[name]))
             reach = params.rbc_density_reach_um / (cal.mpp * f)
             feats = np.hstack([feats, mass_features(basin_mass(rbc, n, dens, reach_px=reach))])

@@ -81,12 +81,24 @@ def empty_table() -> dict[str, np.ndarray]:
     return out
 
 
+def _scaled(v, scale, rounding) -> np.ndarray:
+    """Working-pixel box edges in level-0 pixels: ``v * scale``, exact for an integer
+    scale, else rounded by ``rounding`` (np.floor for starts, np.ceil for ends; a product
+    within 1e-9 of an integer is that integer)."""
+    v = np.asarray(v, np.int64)
+    if float(scale) == int(scale):
+        return v * int(scale)
+    x = v * float(scale)
+    near = np.rint(x)
+    return np.where(np.abs(x - near) < 1e-9, near, rounding(x)).astype(np.int64)
+
+
 def measure_cells(
     labels: np.ndarray,
     classes: np.ndarray,
     *,
     mpp: float,
-    scale: int = 1,
+    scale: float = 1,
     min_solidity: float = 0.90,
     min_circularity: float = 0.75,
     max_eccentricity: float = 0.70,
@@ -103,9 +115,11 @@ def measure_cells(
         Class of label ``i + 1``.
     mpp : float
         Microns per level-0 pixel.
-    scale : int
+    scale : int or float
         Working-scale pixel = ``scale`` level-0 pixels; coordinates, areas and lengths are
         reported in level-0 units (a working pixel's centre is at ``scale*i + (scale-1)/2``).
+        A non-integer scale (a ratio ``p/q``, see :func:`hemoflow.stages.working_ratio`)
+        rounds boxes outwards to whole level-0 pixels.
     weights : float array, length n, optional
         ``count_weight`` of label ``i + 1`` (default 1).
     known : dict, optional
@@ -163,10 +177,10 @@ def measure_cells(
             min_circularity=min_circularity,
             max_eccentricity=max_eccentricity,
         ),
-        "bbox_y0": np.asarray(p["bbox-0"], np.int64) * scale,
-        "bbox_x0": np.asarray(p["bbox-1"], np.int64) * scale,
-        "bbox_y1": np.asarray(p["bbox-2"], np.int64) * scale,
-        "bbox_x1": np.asarray(p["bbox-3"], np.int64) * scale,
+        "bbox_y0": _scaled(p["bbox-0"], scale, np.floor),
+        "bbox_x0": _scaled(p["bbox-1"], scale, np.floor),
+        "bbox_y1": _scaled(p["bbox-2"], scale, np.ceil),
+        "bbox_x1": _scaled(p["bbox-3"], scale, np.ceil),
         "count_weight": (np.ones(len(order)) if weights is None
                          else np.asarray(weights, np.float64)[np.asarray(p["label"], np.int64) - 1]),
     }

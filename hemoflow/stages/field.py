@@ -33,12 +33,17 @@ Working scale
 -------------
 Segmentation runs on the image block-averaged by ``Calibration.downsample``, the integer
 factor that brings the pixel nearest to ``work_mpp`` (:func:`block_factor`; 0.46 µm/px by
-default: 0.43-0.53 µm/px in practice, an RBC about 15 px across), with the
+default, an RBC about 16 px across), with the
 Numba kernels of :mod:`hemoflow.kernels._smear` (one pass for the stain channels,
 chamfer distance, union-find watershed, disk morphology). Areas, centroids and boxes are
 reported in level-0 pixels: a working pixel of factor ``f`` covers ``f*f`` level-0
 pixels, so ``area_px = n*f*f`` and ``y = f*mean(i) + (f-1)/2``, and ``y * area_px`` is
-still an integer (the pipeline's exact centroid shift relies on it).
+still an integer (the pipeline's exact centroid shift relies on it). When no integer
+factor comes within 10 % of ``work_mpp`` (scans of about 0.17-0.21 and 0.31-0.42 µm/px,
+or coarser than 0.51), the working pixel is a ratio ``p/q`` of level-0 pixels
+(``Calibration.upsample`` = q > 1, :func:`working_ratio`): each level-0 pixel counts
+q x q times and blocks of p x p are averaged (area weighting), and the same formulas hold
+with ``f = p/q`` (centroids then are not exact integer sums over ``area_px``).
 
 Tiling
 ------
@@ -46,7 +51,8 @@ Tiling
 local operations whose reach is bounded by ``SegmentParams.max_cell_diameter_um`` (and the
 crop window), so a tile analysed with the slide's calibration finds, in its core, the same
 cells as the whole image. When ``Calibration.downsample`` > 1 (images much finer than
-``work_mpp``), tile windows must start at multiples of it so the averaging blocks line up;
+``work_mpp``), tile windows must start at multiples of it (``p`` for a ratio ``p/q``) so the
+averaging blocks line up;
 with the red-cell density network (:mod:`hemoflow.stages._rbc_density`, on by default) at
 multiples of 4 working pixels, its output grid
 (:func:`hemoflow.pipeline.tiles.window_align`). The network's receptive field (about
@@ -92,7 +98,8 @@ from hemoflow.stages.segment import (
     segment_wbc,
 )
 
-__all__ = ["SegmentParams", "Calibration", "FieldResult", "block_factor", "calibrate", "analyze_field"]
+__all__ = ["SegmentParams", "Calibration", "FieldResult", "block_factor", "working_ratio", "calibrate",
+           "analyze_field"]
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +129,9 @@ class SegmentParams:
     work_mpp : float
         Working pixel size the image is block-averaged towards: by the integer factor whose
         working pixel is nearest to it in ratio (:func:`block_factor`; 0.46 µm/px: an RBC
-        is about 16 working px across; 0.19-0.32 µm/px scans get factor 2, BCCD's 0.0745
-        factor 6, 0.1 µm/px factor 5). Scans of about 0.33-0.4 µm/px fall between factors
-        (working pixels of 0.33-0.4 µm; RBC counts 8-32 % low on synthetic fields).
+        is about 16 working px across; 0.21-0.31 µm/px scans get factor 2, BCCD's 0.0745
+        factor 6, 0.1 µm/px factor 5), or, where that factor's working pixel is more than
+        10 % off, by a ratio ``p/q`` (:func:`working_ratio`; 0.345 µm/px: 4/3).
     normalize_background : bool
         Optical density relative to the measured background colour (white balance / stain
         colour normalisation); False uses pure white (255, 255, 255).
@@ -285,7 +292,8 @@ class Calibration:
     """Image-global quantities measured once per slide by :func:`calibrate`.
 
     Thresholds are on the stain channels of :mod:`hemoflow.stages.preprocess` computed at
-    the working scale (``downsample``) relative to ``background``.
+    the working scale (``downsample / upsample`` level-0 pixels per working pixel)
+    relative to ``background``.
     """
 
     background: tuple[float, float, float]
@@ -295,6 +303,12 @@ class Calibration:
     mpp: float
     mpp_estimated: bool
     downsample: int = 1
+    upsample: int = 1
+
+    @property
+    def work_scale(self) -> float:
+        """Level-0 pixels per working pixel (``downsample / upsample``)."""
+        return int(self.downsample) / int(self.upsample)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -435,6 +449,37 @@ def block_factor(mpp: float, work_mpp: float) -> int:
     return lo if abs(math.log(lo * mpp / work_mpp)) <= abs(math.log(hi * mpp / work_mpp)) else hi
 
 
+RATIO_TOLERANCE = 0.10
+MAX_UPSAMPLE = 8
+
+
+def working_ratio(mpp: float, work_mpp: float) -> tuple[int, int]:
+    """``(p, q)``: a working pixel of ``p/q`` level-0 pixels (lowest terms).
+
+    The integer factor of :func:`block_factor` (q = 1) when its working pixel lies within
+    10 % of ``work_mpp``; otherwise the smallest q <= 8 whose nearest p comes within 5 %
+    (the best of all when none does). Working pixels far from the scale the counting
+    models were fitted at count badly: a 0.345 µm/px scan at factor 1 lost about a fifth of
+    its red cells on synthetic fields.
+
+    >>> [working_ratio(m, 0.46) for m in (0.0745, 0.25, 0.345, 0.4, 0.5, 0.6)]
+    [(6, 1), (2, 1), (4, 3), (6, 5), (1, 1), (3, 4)]
+    """
+    f = block_factor(mpp, work_mpp)
+    best, err = (f, 1), abs(math.log(f * mpp / work_mpp))
+    if err <= math.log1p(RATIO_TOLERANCE):
+        return best
+    for q in range(2, MAX_UPSAMPLE + 1):
+        lo = max(1, int(math.floor(q * work_mpp / mpp)))
+        for p in (lo, lo + 1):
+            e = abs(math.log(p * mpp / (q * work_mpp)))
+            if math.gcd(p, q) == 1 and e < err - 1e-12:
+                best, err = (p, q), e
+        if err <= math.log1p(RATIO_TOLERANCE / 2):
+            break
+    return best
+
+
 def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None = None) -> Calibration:
     """Measure the image-global quantities of a field or slide thumbnail once.
 
@@ -466,8 +511,8 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
             )
         mpp = params.rbc_diameter_um / d_px
     mpp = _pos("mpp", mpp)
-    factor = block_factor(mpp, params.work_mpp)
-    cell, nuc, _ = _planes(rgb, bg, factor, params)
+    factor, up = working_ratio(mpp, params.work_mpp)
+    cell, nuc, _ = _planes(rgb, bg, factor, params, upsample=up)
     t_cell, t_nuc = _thresholds(cell, nuc, params)
     return Calibration(
         background=bg,
@@ -477,6 +522,7 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
         mpp=float(mpp),
         mpp_estimated=bool(estimated),
         downsample=factor,
+        upsample=up,
     )
 
 
@@ -491,7 +537,8 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     um = 1.0 / px_um  # working px per µm
     # count_basins / keep_platelets: hooks for fitting the shipped models (None: use them)
     density_counts = params.rbc_count_model and params.rbc_density_model and count_basins is None
-    cell, nuc, od = _planes(rgb, cal.background, int(cal.downsample), params, od=density_counts)
+    cell, nuc, od = _planes(rgb, cal.background, int(cal.downsample), params, od=density_counts,
+                            upsample=int(cal.upsample))
     rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
     cell_mask = open_disk(cell > cal.cell_threshold * params.cell_threshold_scale, max(0.4 * um, 1.0))
     if params.close_um > 0:
@@ -598,11 +645,12 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     return labels, classes, weights, known
 
 
-def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams, *, od: bool = False):
+def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams, *, od: bool = False, upsample: int = 1):
     """Cell and nucleus scores at the working scale (block mean, then a 3x3 binomial on
     the planes ``params.smooth`` / ``params.smooth_cell`` ask for), and with ``od`` the
     three optical-density planes (else None)."""
-    planes = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", od=od)
+    planes = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", od=od,
+                          upsample=upsample)
     cell, nuc = planes[:2]
     if params.smooth_cell:
         cell = binomial3(cell)
@@ -653,7 +701,7 @@ def analyze_field(
         mpp, estimated = calibration.mpp, calibration.mpp_estimated
     else:
         estimated = False
-    f = int(calibration.downsample)
+    f = int(calibration.downsample) if int(calibration.upsample) == 1 else calibration.work_scale
     labels, classes, weights, known = _segment(rgb, calibration, params, px_um=mpp * f)
     if len(classes):
         table = measure_cells(

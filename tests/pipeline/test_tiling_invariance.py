@@ -78,3 +78,32 @@ def test_borders_through_cell_centroids(field, data):
         tile += 64 * (1 + 64 // max(tile, 1))
     tiled = analyze_tiled(rgb, tile_size=tile, halo=halo, mpp=MPP, calibration=cal, params=params, crop=crop)
     _assert_same(_sorted(*tiled), whole)
+
+
+@pytest.mark.parametrize("tile_size", [320, 512])
+def test_ratio_working_scale_tiles_match_whole_image(tile_size):
+    """At a pixel size no integer block factor suits (0.345 µm/px: working pixel 4/3 px),
+    tiles give the whole image's cells; centroids agree to rounding, since they are no
+    longer exact integer sums."""
+    mpp = 0.345
+    rgb, _ = synth.synth_field((900, 1000), mpp=mpp, seed=11, n_wbc=3)
+    params = stages.SegmentParams()
+    crop = stages.CropSpec()
+    cal = stages.calibrate(rgb, params=params, mpp=mpp)
+    assert (cal.downsample, cal.upsample) == (4, 3)
+    halo = halo_pixels(mpp, max_cell_diameter_um=params.max_cell_diameter_um, margin_um=halo_margin_um(params),
+                       crop_px=crop.size * crop.mpp / mpp)
+    whole = _sorted(*analyze_tiled(rgb, tile_size=max(rgb.shape), halo=halo, mpp=mpp, calibration=cal,
+                                   params=params, crop=crop))
+    tiled = _sorted(*analyze_tiled(rgb, tile_size=tile_size, halo=halo, mpp=mpp, calibration=cal, params=params,
+                                   crop=crop))
+    (ta, ca), (tb, cb) = whole, tiled
+    assert len(ta["cls"]) > 300 and (ta["cls"] == "wbc").any()
+    assert set(ta) == set(tb)
+    for k in ta:
+        if ta[k].dtype.kind == "f":
+            np.testing.assert_allclose(tb[k], ta[k], rtol=1e-9, atol=1e-9, err_msg=k)
+        else:
+            assert ta[k].tolist() == tb[k].tolist(), k
+    # the crops are sampled at the centroids: at most one grey level from rounding
+    assert ca.shape == cb.shape and np.abs(ca.astype(int) - cb.astype(int)).max() <= 1
