@@ -1115,7 +1115,9 @@ def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
     # second. Distances saturate at dmax + 1 (int16): pixels beyond dmax are never summed,
     # and distances only grow along a path, so every pixel within dmax gets the same
     # distance and label as without the cap. Each pixel is final when the second pass
-    # leaves it, so it is summed there (in reverse raster order).
+    # leaves it, so it is summed there (in reverse raster order). The neighbour steps
+    # repeat _chamfer_passes' on purpose: shared through an inlined helper returning
+    # (distance, label) they ran at half the speed (27 Nov 2026, 2048^2 labels).
     h, w = lab.shape
     far = np.int16(dmax + 1)
     d = np.empty((h, w), np.int16)
