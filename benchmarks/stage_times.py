@@ -1,7 +1,7 @@
 """Where a tile's stage time goes: ``analyze_field`` on one synthetic field, per stage.
 
 Renders a ``--size`` x ``--size`` field with :func:`hemoflow.synth.synth_field` at
-0.25 µm/px (the benchmark slide's pixel size), calibrates it once, warms up, then times
+``--mpp`` (default 0.25 µm/px, the benchmark slide's pixel size), calibrates it once, warms up, then times
 ``--runs`` calls of :func:`hemoflow.stages.field.analyze_field` in this process (one
 thread for torch/BLAS) with a timer around each stage function that ``field.py`` calls.
 Prints the median total and the mean milliseconds per call of each stage, largest first
@@ -35,9 +35,10 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--mpp", type=float, default=0.25, help="scan pixel size of the synthetic field (µm/px)")
     args = ap.parse_args(argv)
-    if args.size < 256 or args.runs < 1:
-        ap.error("--size must be >= 256 and --runs >= 1")
+    if args.size < 256 or args.runs < 1 or not args.mpp > 0:
+        ap.error("--size must be >= 256, --runs >= 1 and --mpp > 0")
     import torch
 
     from hemoflow import synth
@@ -47,9 +48,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     tuned = tune_malloc()  # as on a worker
-    rgb, _ = synth.synth_field((args.size, args.size), mpp=0.25, seed=args.seed)
+    rgb, _ = synth.synth_field((args.size, args.size), mpp=args.mpp, seed=args.seed)
     params = SegmentParams()
-    cal = F.calibrate(rgb, params=params, mpp=0.25)
+    cal = F.calibrate(rgb, params=params, mpp=args.mpp)
     acc: dict[str, float] = collections.defaultdict(float)
 
     def timed(name, fn):
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         totals.append(time.perf_counter() - t0)
     mp = args.size * args.size / 1e6
     med = float(np.median(totals))
-    print(f"{args.size}^2 field at 0.25 um/px, {len(res.table['cls'])} cells, allocator tuned: {tuned}")
+    print(f"{args.size}^2 field at {args.mpp} um/px (working pixel {cal.work_scale:g} px), {len(res.table['cls'])} cells, allocator tuned: {tuned}")
     print(f"analyze_field: median {med:.3f} s over {args.runs} runs ({mp / med:.1f} MP/s)")
     for name, sec in sorted(acc.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<18} {1000 * sec / args.runs:7.1f} ms")
