@@ -112,3 +112,30 @@ def test_stain_planes_read_planar_views_in_place():
                         np.testing.assert_array_equal(x, y, err_msg=str((h, w, factor, gmr, smooth)))
     with pytest.raises(ValueError, match="expected uint8"):
         stain_planes(np.zeros((4, 4, 3), np.float32), 2, [200.0] * 3)
+
+
+def test_stain_planes_at_a_ratio_equal_replicating_then_block_averaging():
+    """A working pixel of p/q scan pixels (``upsample=q``) is defined as repeating every
+    pixel q x q times and block-averaging by p: the kernel gives exactly that, partial
+    edge pixels and every option included, for interleaved and planar input."""
+    from hemoflow.kernels._smear import stain_planes
+
+    rng = np.random.default_rng(4)
+    bg = [231.0, 222.0, 241.0]
+    for p, q in [(4, 3), (5, 4), (7, 3), (6, 5), (3, 2), (9, 8)]:
+        for h, w in [(1, 1), (2, 7), (37, 53), (64, 48)]:
+            rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            rep = np.ascontiguousarray(np.repeat(np.repeat(rgb, q, 0), q, 1))
+            view = np.moveaxis(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)), 0, -1)
+            for gmr in (True, False):
+                for smooth in (False, True):
+                    want = stain_planes(rep, p, bg, green_minus_red=gmr, smooth=smooth, od=True)
+                    for img in (rgb, view):
+                        got = stain_planes(img, p, bg, green_minus_red=gmr, smooth=smooth, od=True, upsample=q)
+                        assert got[0].shape == (-(-h * q // p), -(-w * q // p))
+                        for x, y in zip(want, got):
+                            np.testing.assert_array_equal(x, y, err_msg=str((p, q, h, w, gmr, smooth)))
+    with pytest.raises(ValueError, match="lowest terms"):
+        stain_planes(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 4, bg, upsample=2)
+    with pytest.raises(ValueError, match="upsample"):
+        stain_planes(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), 4, bg, upsample=0)

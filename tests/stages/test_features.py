@@ -71,6 +71,22 @@ def test_scale_maps_to_level0_pixels():
     assert t["cls"][0] == "wbc"
 
 
+def test_ratio_scale_maps_to_level0_pixels():
+    """A working pixel of 4/3 scan pixels: working pixel i covers [4i/3, 4(i+1)/3), so a
+    label on working rows 2..3 spans scan rows 8/3..16/3; boxes round outwards to whole
+    scan pixels and exact products stay exact."""
+    lab = np.zeros((9, 9), np.int32)
+    lab[2:4, 3:6] = 1
+    s = 4 / 3
+    t = measure_cells(lab, np.array(["rbc"]), mpp=0.345, scale=s)
+    assert t["area_px"][0] == round(6 * s * s)
+    assert t["area_um2"][0] == pytest.approx(6 * (s * 0.345) ** 2)
+    assert t["y"][0] == pytest.approx(2.5 * s + (s - 1) / 2)
+    assert t["x"][0] == pytest.approx(4.0 * s + (s - 1) / 2)
+    # rows [2, 4) -> [2.67, 5.33) -> 2..6; columns [3, 6) -> [4, 8) exactly
+    assert (t["bbox_y0"][0], t["bbox_y1"][0], t["bbox_x0"][0], t["bbox_x1"][0]) == (2, 6, 4, 8)
+
+
 def test_known_measurements_give_the_same_table():
     """Labels whose measurements the caller already has (on the same pixels) are not
     measured again, and the table is the same; labels outside 1..n are refused."""
