@@ -1,7 +1,8 @@
 """Numba kernels for smear segmentation at a reduced working scale.
 
-- :func:`stain_planes` -- block-average an RGB image by an integer factor and return the
-  optical-density cell and nucleus scores in one pass (lookup tables instead of logs).
+- :func:`stain_planes` -- block-average an RGB image by an integer factor (or an
+  area-weighted ratio p/q) and return the optical-density cell and nucleus scores in one
+  pass (lookup tables instead of logs).
 - :func:`chamfer_distance` -- 5-7-11 chamfer distance to the background (integer units of
   1/5 px, within about 2% of the Euclidean distance).
 - :func:`dt_watershed` -- watershed of a distance map by union-find flooding from the
