@@ -40,10 +40,11 @@ reported in level-0 pixels: a working pixel of factor ``f`` covers ``f*f`` level
 pixels, so ``area_px = n*f*f`` and ``y = f*mean(i) + (f-1)/2``, and ``y * area_px`` is
 still an integer (the pipeline's exact centroid shift relies on it). When no integer
 factor comes within 10 % of ``work_mpp`` (scans of about 0.17-0.21 and 0.31-0.42 µm/px;
-never for scans coarser than the working pixel, which stay at factor 1), the working pixel is a ratio ``p/q`` of level-0 pixels
-(``Calibration.upsample`` = q > 1, :func:`working_ratio`): each level-0 pixel counts
-q x q times and blocks of p x p are averaged (area weighting), and the same formulas hold
-with ``f = p/q`` (centroids then are not exact integer sums over ``area_px``).
+never for scans coarser than the working pixel, which stay at factor 1), the working
+pixel is a ratio ``p/q`` of level-0 pixels (``Calibration.upsample`` = q > 1,
+:func:`working_ratio`): each level-0 pixel counts q x q times and blocks of p x p are
+averaged (area weighting), and the same formulas hold with ``f = p/q`` (centroids then
+are not exact integer sums over ``area_px``).
 
 Tiling
 ------
@@ -461,7 +462,7 @@ def working_ratio(mpp: float, work_mpp: float) -> tuple[int, int]:
     (the best of all when none does). Working pixels far from the scale the counting
     models were fitted at count badly: a 0.345 µm/px scan at factor 1 lost about a fifth of
     its red cells on synthetic fields. The working pixel is never smaller than the scan's
-    (p >= q): scans coarser than ``work_mpp`` stay at factor 1 rather than being enlarged
+    (p > q when q > 1): scans coarser than ``work_mpp`` stay at factor 1 rather than being enlarged
     (a 2 µm/px image would otherwise become 16x the pixels).
 
     >>> [working_ratio(m, 0.46) for m in (0.0745, 0.25, 0.345, 0.4, 0.5, 0.6)]
