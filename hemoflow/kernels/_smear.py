@@ -322,39 +322,26 @@ def stain_planes(rgb: np.ndarray, factor: int, background, *, green_minus_red: b
     q = int(upsample)
     if q < 1:
         raise ValueError(f"upsample must be >= 1, got {upsample}")
-    if q > 1 and math.gcd(f, q) == 1:
-        return _stain_planes_q(rgb, f, q, background, green_minus_red, smooth, od)
-    if q > 1:
+    if q > 1 and math.gcd(f, q) != 1:
         raise ValueError(f"factor {f} / upsample {q} is not in lowest terms")
     planes = np.moveaxis(rgb, -1, 0)
-    planar = f == 2 and planes.flags.c_contiguous and not rgb.flags.c_contiguous
+    planar = f == 2 and q == 1 and planes.flags.c_contiguous and not rgb.flags.c_contiguous
     if not planar and not rgb.flags.c_contiguous:
         rgb = interleave(planes)
     bg = np.maximum(np.asarray(background, np.float64).reshape(3), 1.0)
+    # a full working pixel sums f * f (area-weighted) input values: one lookup per channel
     nn = f * f
     s = np.arange(255 * nn + 1, dtype=np.float64)
-    lut = np.log(bg[:, None] / np.maximum(s[None, :] / nn, 1.0)).astype(np.float32)
-    hp, wp = -(-rgb.shape[0] // f), -(-rgb.shape[1] // f)
+    lut = np.ascontiguousarray(np.log(bg[:, None] / np.maximum(s[None, :] / nn, 1.0)).astype(np.float32))
+    hp, wp = -(-rgb.shape[0] * q // f), -(-rgb.shape[1] * q // f)
     out = np.empty((3, hp, wp) if od else (3, 0, 0), np.float32)
-    if planar:
-        cell, nuc = _stain_planes2_planar(planes, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth),
-                                          out)
+    gmr, sm = bool(green_minus_red), bool(smooth)
+    if q > 1:
+        cell, nuc = _stain_planes_rational(rgb, f, q, lut, bg, gmr, sm, out)
+    elif planar:
+        cell, nuc = _stain_planes2_planar(planes, lut, bg, gmr, sm, out)
     else:
-        cell, nuc = _stain_planes(rgb, f, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth), out)
-    return (cell, nuc, out) if od else (cell, nuc)
-
-
-def _stain_planes_q(rgb, p, q, background, green_minus_red, smooth, od):
-    if not rgb.flags.c_contiguous:
-        rgb = interleave(np.moveaxis(rgb, -1, 0))
-    bg = np.maximum(np.asarray(background, np.float64).reshape(3), 1.0)
-    nn = p * p
-    s = np.arange(255 * nn + 1, dtype=np.float64)
-    lut = np.log(bg[:, None] / np.maximum(s[None, :] / nn, 1.0)).astype(np.float32)
-    hp, wp = -(-rgb.shape[0] * q // p), -(-rgb.shape[1] * q // p)
-    out = np.empty((3, hp, wp) if od else (3, 0, 0), np.float32)
-    cell, nuc = _stain_planes_rational(rgb, p, q, np.ascontiguousarray(lut), bg, bool(green_minus_red), bool(smooth),
-                                       out)
+        cell, nuc = _stain_planes(rgb, f, lut, bg, gmr, sm, out)
     return (cell, nuc, out) if od else (cell, nuc)
 
 

@@ -704,7 +704,7 @@ def analyze_field(
         mpp, estimated = calibration.mpp, calibration.mpp_estimated
     else:
         estimated = False
-    f = int(calibration.downsample) if int(calibration.upsample) == 1 else calibration.work_scale
+    f = calibration.work_scale
     labels, classes, weights, known = _segment(rgb, calibration, params, px_um=mpp * f)
     if len(classes):
         table = measure_cells(
