@@ -63,8 +63,10 @@ from PIL import Image  # noqa: E402
 
 
 def in_self_holdout(image: str) -> bool:
-    """Deterministic ~25% split by image name."""
-    return hashlib.sha256(image.encode()).digest()[0] < 64
+    """Deterministic ~25% split by image name (:func:`hemoflow.training.splits.in_bccd_validation`)."""
+    from hemoflow.training.splits import in_bccd_validation
+
+    return in_bccd_validation(image)
 
 
 def _num(v: str):

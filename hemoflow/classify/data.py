@@ -124,11 +124,10 @@ def folder_sha256(folder: str | Path, paths: Iterable[str] | None = None) -> str
 def pbc_holdout(pbc_labels: pd.DataFrame, *, per_class: int = 30) -> set[str]:
     """sha256 of the PBC originals held out from training: per class, the ``per_class``
     cells with the smallest sha256 (a fixed 20 % of the 150-per-class dev subset)."""
+    from hemoflow.training.splits import pbc_validation
+
     col = "sha256" if "sha256" in pbc_labels else "source_sha256"
-    held: set[str] = set()
-    for _, g in pbc_labels.groupby("label"):
-        held.update(sorted(g[col])[:per_class])
-    return held
+    return pbc_validation(zip(pbc_labels["label"], pbc_labels[col]), per_class=per_class)
 
 
 def synthetic_source(
@@ -176,7 +175,9 @@ def synthetic_source(
 def bccd_self_holdout(image: str) -> bool:
     """The deterministic ~25 % of BCCD fields never used for fitting or training (first
     SHA-256 byte of the name < 64), the same split as ``scripts/evaluate_counts.py``."""
-    return hashlib.sha256(image.encode()).digest()[0] < 64
+    from hemoflow.training.splits import in_bccd_validation
+
+    return in_bccd_validation(image)
 
 
 def bccd_source(

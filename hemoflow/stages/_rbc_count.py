@@ -263,7 +263,9 @@ def _fitting_names(data_dir, column: str) -> list[str]:
 
     with open(Path(data_dir) / "counts.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if (r.get(column) or "").strip()]
-    return [r["image"] for r in rows if hashlib.sha256(r["image"].encode()).digest()[0] >= 64]
+    from hemoflow.training.splits import in_bccd_validation
+
+    return [r["image"] for r in rows if not in_bccd_validation(r["image"])]
 
 
 def _pooled_mpp(data_dir) -> float:
