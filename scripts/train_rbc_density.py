@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Train the red-cell density network shipped in ``hemoflow/stages/weights/``.
+"""Train the red-cell density network shipped in ``hemoflow/models/``.
 
     python scripts/train_rbc_density.py DATA_DIR [--cv 5 --folds-dir DIR] [--epochs 120] [--width 24] [--stem 16]
-                                        [--threads 1] [--out hemoflow/stages/weights/rbc_density.pt]
+                                        [--threads 1] [--out hemoflow/models/rbc_density.pt]
 
 The shipped weights and the density-aware basin model were made by
 

@@ -35,10 +35,20 @@ def _normalize_out(out: Any) -> str:
     return str(Path(s).expanduser().resolve())
 
 
-def _model_io_and_sha(path: str):
-    """I/O settings and SHA-256 of a weights file (its JSON metadata sits beside it)."""
+def _classifier_sha256(p: Path) -> str:
+    """SHA-256 of a classifier: its weights and the JSON metadata beside them (labels, I/O
+    settings and decision rules live there, so a change to either changes the answer)."""
     import hashlib
 
+    h = hashlib.sha256(p.read_bytes())
+    meta = p.with_suffix(".json")
+    if meta.is_file():
+        h.update(hashlib.sha256(meta.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _model_io_and_sha(path: str):
+    """I/O settings and SHA-256 of a weights file (its JSON metadata sits beside it)."""
     from hemoflow.classify.config import ModelIOConfig, read_metadata
     from hemoflow.errors import ModelError
 
@@ -46,7 +56,7 @@ def _model_io_and_sha(path: str):
     if not p.is_file():
         raise ModelError(f"model weights not found: {p}")
     meta = read_metadata(p.with_suffix(".json"))
-    return ModelIOConfig.from_dict(meta["io"]), hashlib.sha256(p.read_bytes()).hexdigest()
+    return ModelIOConfig.from_dict(meta["io"]), _classifier_sha256(p)
 
 
 def _pseudonymized(m: Manifest, key: bytes) -> Manifest:
@@ -64,13 +74,11 @@ def _pseudonymized(m: Manifest, key: bytes) -> Manifest:
 
 
 def _default_model_sha256() -> str:
-    """SHA-256 of the shipped weights (part of every ledger key), without importing torch."""
-    import hashlib
-
+    """SHA-256 of the shipped classifier (part of every ledger key), without importing torch."""
     from hemoflow.classify.config import default_weights_path
 
     path = default_weights_path()
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+    return _classifier_sha256(path) if path.exists() else "missing"
 
 
 class Job:

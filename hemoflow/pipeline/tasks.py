@@ -91,19 +91,23 @@ def prepare_slide(
     Never raises for a bad slide: the plan comes back with ``status="failed"`` and the
     reason, so one bad slide does not stop the job.
     """
+    from hemoflow import models
     from hemoflow.io import content_hash, storage
 
     t0 = time.perf_counter()
     try:
         chash = content_hash(entry.slide)
+        # The stage models as this worker will load them, and the package version: an
+        # upgrade of either recomputes every tile and slide it could change.
+        stage_models = models.digest()
         key = slide_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "job": config.to_dict(),
-                                "mpp": entry.mpp}, model_sha)
+                                "mpp": entry.mpp, "models": stage_models}, model_sha)
         ledger = Ledger(out_url)
         done = ledger.lookup(entry.slide_id, key)
         if done is not None:
             return SlidePlan(entry, "done", key=key, summary=done.get("summary"), seconds=time.perf_counter() - t0)
         wkey = work_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "mpp": entry.mpp,
-                                "tile_size": config.tile_size, "halo_um": config.halo_um})
+                                "tile_size": config.tile_size, "halo_um": config.halo_um, "models": stage_models})
         plan = _reuse_plan(ledger, entry, wkey) if tile_resume else None
         if plan is None:
             plan = _plan_slide(entry, out_url, config, params, crop)

@@ -10,7 +10,7 @@ hold 0 are dropped; those predicted to hold k >= 2 are split into k parts by k-m
 their pixel coordinates (deterministic farthest-point start, coordinates relative to the
 basin's bounding box, so the split does not depend on where the window starts).
 
-The coefficients (:mod:`hemoflow.stages._rbc_model`) were fitted on the development
+The coefficients (``hemoflow/models/rbc_count_*.json``) were fitted on the development
 split of the development images' box annotations; see :func:`fit` and
 ``python -m hemoflow.stages._rbc_count --help``. Everything here is per basin, so the
 result stays local.
@@ -96,13 +96,12 @@ def basin_features(labels: np.ndarray, n: int, dist: np.ndarray, *, rbc_area_px:
 def predict_proba(features: np.ndarray, *, density: bool = False) -> np.ndarray:
     """``float64[n, 4]``: probability of 0..3 cells per basin under the shipped model
     (``density``: the density-aware one, whose features end with :data:`MASS_FEATURES`)."""
-    if density:
-        from hemoflow.stages._rbc_model_density import COEF, MEAN, STD
-    else:
-        from hemoflow.stages._rbc_model import COEF, MEAN, STD
+    from hemoflow import models
+
+    m = models.coefficients("rbc_count_density" if density else "rbc_count_shape")
     if len(features) == 0:
         return np.zeros((0, N_CLASSES))
-    s = ((features - np.asarray(MEAN)) / np.asarray(STD)) @ np.asarray(COEF)
+    s = ((features - m["mean"]) / m["std"]) @ m["coef"]
     s -= s.max(axis=1, keepdims=True)
     p = np.exp(s)
     return p / p.sum(axis=1, keepdims=True)
@@ -291,12 +290,17 @@ def _txl_centres(data_dir, name: str, cls: int, shape: tuple[int, int], factor: 
     return out
 
 
-def _write_model(path, doc: str, mean, std, coef) -> None:
+def _write_model(path, doc: str, mean, std, coef, *, features, command: str) -> None:
+    """Write a fitted model as a coefficient file of :mod:`hemoflow.models`."""
+    import json
+
+    rec = {"kind": "multinomial logistic regression on standardised features", "features": list(features),
+           "mean": np.round(mean, 8).tolist(), "std": np.round(std, 8).tolist(), "coef": np.round(coef, 8).tolist(),
+           "provenance": {"description": " ".join(doc.split()), "command": command,
+                          "data": "BCCD development fields with TXL re-annotations, training split of "
+                                  "hemoflow.training.splits.bccd_split"}}
     with open(path, "w") as fh:
-        fh.write('"""' + doc.rstrip() + '\n"""\n\n')
-        fh.write(f"MEAN = {np.round(mean, 8).tolist()!r}\n")
-        fh.write(f"STD = {np.round(std, 8).tolist()!r}\n")
-        fh.write(f"COEF = {np.round(coef, 8).tolist()!r}\n")
+        fh.write(json.dumps(rec, indent=1) + "\n")
 
 
 def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: str, density: bool = False):
@@ -306,7 +310,9 @@ def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: st
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("data_dir", type=Path, help="BCCD-layout folder with txl_reannotations/")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name(out_name))
+    from hemoflow.models import MODELS_DIR
+
+    ap.add_argument("--out", type=Path, default=MODELS_DIR / out_name)
     ap.add_argument("--l2", type=float, default=l2)
     ap.add_argument("--mpp", type=float, default=None,
                     help="pixel size of every image (default: the median estimate over all the folder's "
@@ -314,7 +320,7 @@ def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: st
     if density:
         ap.add_argument("--density-folds", type=Path, default=None,
                         help="fold models from `scripts/train_rbc_density.py --folds-dir`: fit the density-aware "
-                        "model (written to _rbc_model_density.py) instead of the shape-only one")
+                        "model (written to rbc_count_density.json) instead of the shape-only one")
     args = ap.parse_args(argv)
     folds = getattr(args, "density_folds", None)
     if folds is not None and not (folds / "folds.json").is_file():
@@ -329,14 +335,14 @@ def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: st
 
 
 def _main(argv=None) -> int:
-    """Fit the basin-count model on the development split and write ``_rbc_model.py``."""
+    """Fit the basin-count model on the development split and write ``hemoflow/models/rbc_count_*.json``."""
     from hemoflow.stages import SegmentParams
 
-    args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="_rbc_model.py", l2=1e-3,
+    args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="rbc_count_shape.json", l2=1e-3,
                                     column="rbc_txl", density=True)
     folds = args.density_folds
-    if folds is not None and args.out.name == "_rbc_model.py":
-        args.out = args.out.with_name("_rbc_model_density.py")
+    if folds is not None and args.out.name == "rbc_count_shape.json":
+        args.out = args.out.with_name("rbc_count_density.json")
     xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True), mpp=mpp, density_folds=folds)
     x, y = np.concatenate(xs), np.concatenate(ys)
     coef, mean, std = fit(x, y, l2=args.l2)
@@ -346,12 +352,12 @@ def _main(argv=None) -> int:
     print("per-image count error on the fitting images (mean abs):", float(np.mean(np.abs(np.subtract(pred, truth)))))
     _write_model(
         args.out,
-        "Coefficients of the RBC basin-count model (generated by\n"
-        "``python -m hemoflow.stages._rbc_count DATA_DIR``; do not edit).\n\n"
-        f"Fitted on {len(names)} development images ({len(x)} basins) at {mpp:.5f} um/px;\n"
+        f"RBC basin-count model. Fitted on {len(names)} development images ({len(x)} basins) at {mpp:.5f} um/px;\n"
         + (f"with out-of-fold density masses from {folds.name}/;\n" if folds is not None else "")
-        + f"features\n{FEATURES + (MASS_FEATURES if folds is not None else ())}, classes 0..{N_CLASSES - 1} cells.",
-        mean, std, coef,
+        + f"classes 0..{N_CLASSES - 1} cells.",
+        mean, std, coef, features=FEATURES + (MASS_FEATURES if folds is not None else ()),
+        command="python -m hemoflow.stages._rbc_count DATA_DIR"
+        + (" --density-folds FOLDS" if folds is not None else ""),
     )
     return 0
 

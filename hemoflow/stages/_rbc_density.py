@@ -17,7 +17,7 @@ the same cells as the whole field.
 
 Trained by ``python scripts/train_rbc_density.py DATA/bccd`` on the development part of
 the BCCD fields' TXL re-annotations (see the weights' metadata and
-``hemoflow/stages/weights/RBC_DENSITY.md``).
+``hemoflow/models/rbc_density.md``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 
 from hemoflow.kernels._nhwc import maxpool2_nhwc, unshuffle2_nhwc
 from hemoflow.kernels._smear import grown_grid_sum
+from hemoflow.models import MODELS_DIR
 
 __all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass", "pad4"]
 
@@ -39,7 +40,7 @@ __all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model"
 ALIGN = 4
 #: The network is trained on the density times this (stored as ``meta["scale"]``).
 TARGET_SCALE = 100.0
-WEIGHTS = Path(__file__).with_name("weights") / "rbc_density.pt"
+WEIGHTS = MODELS_DIR / "rbc_density.pt"
 
 
 def build_net(width: int = 16, stem: int | None = None):

@@ -180,7 +180,7 @@ class SegmentParams:
     rbc_density_model : bool
         With ``rbc_count_model``, give the basin model each basin's mass under the
         shipped red-cell density network (:mod:`hemoflow.stages._rbc_density`), with
-        the coefficients fitted that way (``_rbc_model_density``). False: shape only.
+        the coefficients fitted that way (``hemoflow/models/rbc_count_density.json``). False: shape only.
     rbc_density_reach_um : float
         Density outside every basin but within this distance of one counts for the
         nearest basin (the mass of a cell sits on its central pallor, often a hole in
