@@ -49,7 +49,7 @@ import pandas as pd
 import zarr
 
 from hemoflow.errors import HemoflowError
-from hemoflow.report.overlays import CLASS_COLORS, cell_color
+from hemoflow.schema import CLASS_COLORS, cell_color
 
 __all__ = ["write_points_labels", "CLASS_VALUES"]
 
