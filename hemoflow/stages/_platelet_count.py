@@ -22,7 +22,8 @@ import math
 import numpy as np
 
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import chamfer_distance, label_bboxes, label_pixels, renumber_raster, ring_sums
+from hemoflow.kernels._distance import chamfer_distance
+from hemoflow.kernels._labelops import label_bboxes, label_pixels, renumber_raster, ring_sums
 
 __all__ = ["candidate_features", "keep_platelets", "FEATURES"]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from hemoflow.kernels import regionprops_table
 from hemoflow.kernels._kmeans import split_labels
-from hemoflow.kernels._smear import label_bboxes, label_max, lut_gather, renumber_raster
+from hemoflow.kernels._labelops import label_bboxes, label_max, lut_gather, renumber_raster
 
 __all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "FEATURES"]
 
@@ -147,7 +147,7 @@ def expected_weights(proba: np.ndarray, labels: np.ndarray, *, reach_px: float) 
 def split_basins(labels: np.ndarray, counts: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Drop basins with count 0, split those with count k >= 2 into k parts (k-means on
     the pixel coordinates; the first part keeps the basin). ``boxes``: the basins' boxes
-    as :func:`hemoflow.kernels._smear.label_bboxes` gives them, when the caller has them.
+    as :func:`hemoflow.kernels._labelops.label_bboxes` gives them, when the caller has them.
 
     Returns ``(labels int32, n)`` numbered in raster order of each part's first pixel.
     """

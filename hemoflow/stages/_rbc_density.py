@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hemoflow.kernels._growth import grown_grid_sum
 from hemoflow.kernels._nhwc import maxpool2_nhwc, unshuffle2_nhwc
-from hemoflow.kernels._smear import grown_grid_sum
 from hemoflow.models import MODELS_DIR
 
 __all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass",

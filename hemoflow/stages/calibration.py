@@ -18,7 +18,9 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from hemoflow.errors import HemoflowError
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import binomial3, chamfer_distance, lut_gather, stain_planes
+from hemoflow.kernels._distance import chamfer_distance
+from hemoflow.kernels._labelops import lut_gather
+from hemoflow.kernels._stain import binomial3, stain_planes
 from hemoflow.stages.params import SegmentParams, _pos
 from hemoflow.stages.preprocess import validate_rgb
 from hemoflow.stages.segment import open_disk

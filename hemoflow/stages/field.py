@@ -34,7 +34,7 @@ Working scale
 Segmentation runs on the image block-averaged by ``Calibration.downsample``, the integer
 factor that brings the pixel nearest to ``work_mpp`` (:func:`block_factor`; 0.46 µm/px by
 default, an RBC about 16 px across), with the
-Numba kernels of :mod:`hemoflow.kernels._smear` (one pass for the stain channels,
+Numba kernels of :mod:`hemoflow.kernels` (one pass for the stain channels,
 chamfer distance, union-find watershed, disk morphology). Areas, centroids and boxes are
 reported in level-0 pixels: a working pixel of factor ``f`` covers ``f*f`` level-0
 pixels, so ``area_px = n*f*f`` and ``y = f*mean(i) + (f-1)/2``, and ``y * area_px`` is
@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._smear import label_sources, overlay_labels
+from hemoflow.kernels._labelops import label_sources, overlay_labels
 from hemoflow.stages._platelet_count import candidate_features as platelet_features
 from hemoflow.stages._platelet_count import keep_platelets as _keep_platelets
 from hemoflow.stages._rbc_count import basin_features, expected_weights, mass_features, predict_proba, split_basins

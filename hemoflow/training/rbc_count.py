@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemoflow.stages._rbc_count import FEATURES, MASS_FEATURES, N_CLASSES, basin_features, mass_features, predict_counts
-from hemoflow.kernels._smear import stain_planes
+from hemoflow.kernels._stain import stain_planes
 from hemoflow.stages._rbc_density import basin_mass, rbc_density
 from hemoflow.stages.calibration import calibrate
 from hemoflow.stages.field import red_cell_basins, stained_objects

@@ -185,7 +185,7 @@ def _field_sample(rgb, mpp: float, params, centres_of, sigma_um: float):
     analyze``: the pipeline's calibration and stain planes, zero-padded to the grid (the
     padding is background, OD 0); ``centres_of(f)`` gives the cell centres in working px
     at block factor ``f``."""
-    from hemoflow.kernels._smear import stain_planes
+    from hemoflow.kernels._stain import stain_planes
     from hemoflow.stages.calibration import calibrate
 
     cal = calibrate(rgb, params=params, mpp=mpp)
