@@ -165,6 +165,26 @@ def quantize(net, ods) -> dict:
 # --------------------------------------------------------------------------- command line
 
 
+def _cross_validate(args, fit, fit_names: list[str], data: dict, truth: dict, meta: dict) -> dict:
+    """K-fold cross-validation on the fitting images (``fit(names, seed)`` trains one
+    network); with ``--folds-dir`` the fold networks and ``folds.json`` are kept."""
+    folds = np.arange(len(fit_names)) % args.cv
+    pred = np.zeros(len(fit_names))
+    for k in range(args.cv):
+        print(f"fold {k + 1}/{args.cv}", flush=True)
+        net = fit([n for n, f in zip(fit_names, folds) if f != k], args.seed + k)
+        if args.folds_dir is not None:
+            save_density_model(net, args.folds_dir / f"fold{k}.pt", {**meta, "fold": k})
+        for i in np.flatnonzero(folds == k):
+            pred[i] = predict_total(net, data[fit_names[i]][0])
+    if args.folds_dir is not None:
+        import json
+
+        (args.folds_dir / "folds.json").write_text(json.dumps(
+            {n: f"fold{int(f)}.pt" for n, f in zip(fit_names, folds)}, indent=0))
+    return _score(f"{args.cv}-fold CV on the fitting images", pred, [truth[n] for n in fit_names])
+
+
 def _score(tag: str, pred, truth) -> dict:
     p = np.rint(np.asarray(pred, float))
     t = np.asarray(truth, float)
@@ -217,7 +237,7 @@ def _synthetic(n: int, od_shape, params, sigma_um: float) -> list:
     return out
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--out", type=Path, default=None, help="weights file (default: the shipped one)")
@@ -236,6 +256,11 @@ def main(argv=None) -> int:
     ap.add_argument("--mpp", type=float, default=None, help="pixel size (default: pooled estimate)")
     ap.add_argument("--quantize-only", action="store_true",
                     help="no training: add the int8 copy (calibrated on the fitting fields) to the weights at --out")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.width < 1 or args.stem < 1 or args.epochs < 1:
         ap.error("--width, --stem and --epochs must be >= 1")
@@ -307,21 +332,7 @@ def main(argv=None) -> int:
                                           + b"".join(data[n][1].tobytes() for n in fit_names)).hexdigest()[:16],
             "source": "BCCD development fields, TXL-PBC RBC boxes (MIT)"}
     if args.cv > 1:
-        folds = np.arange(len(fit_names)) % args.cv
-        pred = np.zeros(len(fit_names))
-        for k in range(args.cv):
-            print(f"fold {k + 1}/{args.cv}", flush=True)
-            net = fit([n for n, f in zip(fit_names, folds) if f != k], args.seed + k)
-            if args.folds_dir is not None:
-                save_density_model(net, args.folds_dir / f"fold{k}.pt", {**meta, "fold": k})
-            for i in np.flatnonzero(folds == k):
-                pred[i] = predict_total(net, data[fit_names[i]][0])
-        meta["cv"] = _score(f"{args.cv}-fold CV on the fitting images", pred, [truth[n] for n in fit_names])
-        if args.folds_dir is not None:
-            import json
-
-            (args.folds_dir / "folds.json").write_text(json.dumps(
-                {n: f"fold{int(f)}.pt" for n, f in zip(fit_names, folds)}, indent=0))
+        meta["cv"] = _cross_validate(args, fit, fit_names, data, truth, meta)
     print("final model on all fitting images", flush=True)
     net = fit(fit_names, args.seed)
     meta["fit"] = _score("fitting images (trained on)", [predict_total(net, data[n][0]) for n in fit_names],
