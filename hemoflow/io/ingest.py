@@ -6,12 +6,12 @@ each lower level is computed from the level just written, one output chunk at a 
 by a 2x2 mean (:func:`hemoflow.io.omezarr.downsample2`). The source file's own
 pyramid is not used, so every output level is exactly level 0 halved ``i`` times.
 
-Choices (8k x 8k RGB, one thread, on a shared 2-core machine, so rough):
+Choices (measured roughly on 8k x 8k RGB slides, one thread):
 
 - ``chunk=1024``: chunks of ``(3, 1024, 1024)`` = 3 MiB raw, about 1-1.5 MiB stored,
   a good object size for S3, and a processing tile plus halo touches a few chunks.
-- ``compressor="lz4"`` (Blosc-LZ4, level 5, no shuffle): raw decode about 950 MP/s
-  against about 480 MP/s for zstd (level 3) on JPEG-decoded H&E data, for a store
+- ``compressor="lz4"`` (Blosc-LZ4, level 5, no shuffle): decodes about twice as fast as
+  zstd (level 3) on JPEG-decoded H&E data, for a store
   about 10 % larger (ratio 2.3 vs 2.6). ``"zstd"`` is the choice when storage or
   bandwidth matters more: on noisy, never-JPEG-compressed data LZ4 barely compresses
   (ratio 1.0 vs 1.7).

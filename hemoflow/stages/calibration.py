@@ -156,9 +156,9 @@ def block_factor(mpp: float, work_mpp: float) -> int:
     """The integer block-averaging factor ``f >= 1`` whose working pixel ``f * mpp`` is
     nearest to ``work_mpp`` in ratio (the smaller factor on a tie).
 
-    Rounding ``0.5 / mpp`` down (the rule before) left a 40x scan at 0.2527 µm/px (a
-    common scanner pixel) at factor 1, half the working scale the models were fitted at:
-    a tenth of its red cells counted.
+    Rounding ``0.5 / mpp`` down instead would leave a 40x scan at 0.2527 µm/px (a common
+    scanner pixel) at factor 1, half the working scale the models were fitted at, where a
+    tenth of its red cells are counted.
 
     >>> [block_factor(m, 0.46) for m in (0.0745, 0.1, 0.25, 0.2527, 0.263, 0.5, 1.0)]
     [6, 5, 2, 2, 2, 1, 1]

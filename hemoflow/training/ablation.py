@@ -50,7 +50,7 @@ class AblationParams(SegmentParams):
         the ``platelet_diameter_um`` range is one.
     rbc_density_count : bool
         With the density network: True weighs RBC rows by density mass as above; False by
-        the count model's expected count (the default before; an ablation).
+        the count model's expected count.
     close_um : float
         Closing radius applied to the cell mask before hole filling (0: none; joins the
         open rims of pale RBCs, but merges neighbours -- off by default, see
