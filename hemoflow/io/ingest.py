@@ -341,6 +341,22 @@ def _write(
         "source_shape": list(source.shape),
     }
     group = zarr.create_group(store, attributes={"hemoflow": hf_attrs}, overwrite=True)
+    arrays = _create_levels(group, shapes, chunks, chunk, source.dtype, codecs, axes)
+    _copy_level0(source, arrays[0], perm, axes, chunk, threads)
+    _write_coarser_levels(arrays, axes, chunk, threads)
+
+    name = os.path.splitext(os.path.basename(source.path))[0]
+    group.attrs.put(
+        {
+            "ome": multiscales_metadata(axes, n_levels, mpp, name=name),
+            "hemoflow": {**hf_attrs, "complete": True},
+        }
+    )
+    return n_levels
+
+
+def _create_levels(group, shapes, chunks, chunk: int, dtype, codecs: Any, axes: tuple[str, ...]) -> list:
+    """One empty array per pyramid level."""
     arrays = []
     for lv, shp in enumerate(shapes):
         arrays.append(
@@ -348,7 +364,7 @@ def _write(
                 str(lv),
                 shape=shp,
                 chunks=tuple(min(c, s) if c != chunk else c for c, s in zip(chunks, shp)),
-                dtype=source.dtype,
+                dtype=dtype,
                 compressors=codecs,
                 fill_value=0,
                 dimension_names=axes,
@@ -357,6 +373,14 @@ def _write(
                 config={"write_empty_chunks": True},
             )
         )
+    return arrays
+
+
+def _copy_level0(source: TiffSlideSource, arr, perm: list[int], axes: tuple[str, ...], chunk: int,
+                 threads: int) -> None:
+    """Copy the source's main image into level 0, block by block, in the NGFF axis order."""
+    src_shape = source.shape
+    h, w = source.height, source.width
 
     # Source dims that are not kept are size 1: index them away before transposing.
     keep = set(perm)
@@ -370,11 +394,14 @@ def _write(
             order = [sorted(perm).index(i) for i in perm]
         else:
             order = perm
-        arrays[0][_region(axes, y0, y1, x0, x1)] = np.ascontiguousarray(np.transpose(blk, order))
+        arr[_region(axes, y0, y1, x0, x1)] = np.ascontiguousarray(np.transpose(blk, order))
 
     _run(copy_block, _blocks(h, w, chunk), threads)
 
-    for lv in range(1, n_levels):
+
+def _write_coarser_levels(arrays: list, axes: tuple[str, ...], chunk: int, threads: int) -> None:
+    """Each level from the one above it, block by block."""
+    for lv in range(1, len(arrays)):
         prev, cur = arrays[lv - 1], arrays[lv]
         yi, xi = axes.index("y"), axes.index("x")
         lh, lw = cur.shape[yi], cur.shape[xi]
@@ -385,15 +412,6 @@ def _write(
             cur[_region(axes, y0, y1, x0, x1)] = downsample2(blk, axes)
 
         _run(down_block, _blocks(lh, lw, chunk), threads)
-
-    name = os.path.splitext(os.path.basename(source.path))[0]
-    group.attrs.put(
-        {
-            "ome": multiscales_metadata(axes, n_levels, mpp, name=name),
-            "hemoflow": {**hf_attrs, "complete": True},
-        }
-    )
-    return n_levels
 
 
 def content_hash(
