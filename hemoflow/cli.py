@@ -340,7 +340,8 @@ def _print_fields(results: list[dict[str, Any]]) -> None:
 
     print(f"{'image':<40} {'WBC':>4} {'RBC':>5} {'PLT':>4} {'RBC µm²':>8} {'µm/px':>6}  WBC types")
     for r in results:
-        wt = ",".join(c.get("wbc_type", "?") for c in r["cells"] if c.get("cls") == "wbc") or "-"
+        types = [c.get("wbc_type") for c in r["cells"] if c.get("cls") == "wbc"]
+        wt = ",".join(t or "?" for t in types) if any(types) else "-"
         areas = [c["area_um2"] for c in r["cells"] if c.get("cls") == "rbc"]
         area = float(np.mean(areas)) if areas else None
         if r.get("mpp_pooled_over"):
@@ -349,6 +350,9 @@ def _print_fields(results: list[dict[str, Any]]) -> None:
             est = " (estimated)" if r.get("mpp_estimated") else ""
         print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4} {_fmt(area, 8)} "
               f"{r['mpp']:>6.3f}  {wt}{est}")
+
+
+_CLASSIFY_CHUNK = 512
 
 
 def cmd_classify(args) -> int:
@@ -370,11 +374,23 @@ def cmd_classify(args) -> int:
         if total > 512:  # long runs only; stderr, so --json output stays clean
             print(f"classified {done}/{total} images ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
 
-    results = classify_images(good, mpp=args.mpp, tta=not args.no_tta, progress=progress) if good else []
+    results = []
+    for i in range(0, len(good), _CLASSIFY_CHUNK):
+        part = good[i : i + _CLASSIFY_CHUNK]
+        try:
+            results += classify_images(part, mpp=args.mpp, tta=not args.no_tta)
+        except HemoflowError:  # a file that passed the header check but does not decode: find it
+            for img in part:
+                try:
+                    results += classify_images([img], mpp=args.mpp, tta=not args.no_tta)
+                except HemoflowError as e:
+                    bad += 1
+                    _error(e)
+        progress(len(results) + bad, len(good))
     if args.json:
         json.dump(results, sys.stdout, indent=2, default=_json_default)
         print()
-    else:
+    elif results:
         print("image\tWBC type\tprobability")
         for r in results:
             print(f"{r['image']}\t{r['label']}\t{r['probability']:.3f}")
@@ -547,18 +563,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _quiet_dask() -> None:
-    """Keep Dask's INFO chatter off the console; the CLI shows its own progress.
+class _DropSlideFailures(logging.Filter):
+    """The CLI reports each failed slide itself, once, at the end of the job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("slide %s failed")
+
+
+def _quiet_console() -> None:
+    """Keep Dask's INFO chatter and tifffile's warnings about broken files off the
+    console; the CLI shows its own progress and one line per failed slide.
 
     Set through the environment so that spawned worker processes inherit it.
     """
     import os
 
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("DASK_LOGGING__TIFFFILE", "critical")
     import dask
 
     dask.config.refresh()
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    logging.getLogger("hemoflow.pipeline.graph").addFilter(_DropSlideFailures())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -570,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
-        _quiet_dask()
+        _quiet_console()
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
