@@ -473,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"hemoflow {__version__}",
                     help="print the version and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks)")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                           help="what to do; `hemoflow COMMAND --help` lists its options")
 
     p = sub.add_parser("demo", help="generate a small synthetic archive and run the whole job on it",
                        description="Write 3 patients x N synthetic slides with ground truth, process them on "
