@@ -210,28 +210,29 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     from hemoflow import demo
+    from hemoflow.console import Heartbeat
 
     t0 = time.perf_counter()
     params = segment_params(args.param)
     out = demo.check_out(args.out)
     n = len(demo.DEMO_PATIENTS) * args.slides_per_patient
-    print(f"writing {n} synthetic slides of {args.size}x{args.size} px to {out / 'slides_in'}", file=sys.stderr)
 
     def progress(done: int, total: int, path: Path, reused: bool) -> None:
         what = "reused" if reused else "written"
         print(f"  slide {done}/{total} {what}: {path.name} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr,
               flush=True)
 
-    slides = demo.write_demo_slides(out, size=args.size, slides_per_patient=args.slides_per_patient,
-                                    progress=progress)
+    with Heartbeat(f"writing {n} synthetic slides of {args.size}x{args.size} px to {out / 'slides_in'}"):
+        slides = demo.write_demo_slides(out, size=args.size, slides_per_patient=args.slides_per_patient,
+                                        progress=progress)
     t1 = time.perf_counter()
     with _client(args) as client:
         start_s = getattr(client, "start_seconds", time.perf_counter() - t1)
         job = client.submit(str(slides.manifest), str(out), config=_job_config(args), params=params)
         result = _wait(job)
-    t2 = time.perf_counter()
-    index = demo.write_demo_report(out)
-    report_s = time.perf_counter() - t2
+    with Heartbeat("writing the HTML report") as hb:
+        index = demo.write_demo_report(out)
+    report_s = hb.seconds
     _print_patients(result["patients"], truth=slides.truth)
     status = _report_slides(result)
     jb = result["job"]
