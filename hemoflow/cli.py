@@ -37,8 +37,16 @@ class UsageError(HemoflowError):
     """The command line is wrong (exit status 2)."""
 
 
+#: Python argument names in library messages -> the CLI flags that set them.
+_FLAG_WORDS = (("overwrite=True", "--overwrite"), ("job_id=", "--job-id "), ("pass mpp", "pass --mpp"),
+               ("set rbc_density_model=False", "pass --param rbc_density_model=0"))
+
+
 def _error(msg: Any) -> None:
-    print(f"hemoflow: error: {msg}", file=sys.stderr, flush=True)
+    text = str(msg)
+    for py, flag in _FLAG_WORDS:
+        text = text.replace(py, flag)
+    print(f"hemoflow: error: {text}", file=sys.stderr, flush=True)
 
 
 def _batch_status(n_ok: int, n_bad: int) -> int:

@@ -221,3 +221,22 @@ def test_run_with_corrupt_slides_is_partial_and_quiet(files, tmp_path):
     job = json.loads((out / "job.json").read_text())
     assert job["status"] == "partial" and len(job["failures"]) == 2
     assert f"job: {job['seconds']:.1f}s" in r.stdout
+
+
+@pytest.mark.slow
+def test_locked_output_names_the_cli_flag(capsys, files, tmp_path):
+    from hemoflow.jobs.lock import JobLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = JobLock(str(out), "other-job")
+    lock.acquire()
+    m = tmp_path / "m.csv"
+    m.write_text(f"slide,patient_id,specimen\n{files / 'good.tif'},P1,peripheral_blood\n")
+    try:
+        code, _, err = _cli(capsys, "run", m, "--out", out, "--workers", "1")
+    finally:
+        lock.release()
+    assert code == EXIT_ERROR
+    line = _one_error_line(err, "other-job", "--job-id")
+    assert "job_id=" not in line
