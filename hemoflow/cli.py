@@ -308,6 +308,7 @@ def cmd_analyze(args) -> int:
 
     tune_malloc()
     params = segment_params(args.param)
+    _warm_local()  # analysing a field calls every kernel: compile them with a message, not in silence
     kw = {"params": params} if params is not None else {}
     mpp, pooled = args.mpp, 0
     if mpp is None and len(args.images) > 1 and not args.mpp_per_image:
