@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-synth = pytest.importorskip("hemoflow.synth")
+from hemoflow import synth
 
 SIZE = 1600
 

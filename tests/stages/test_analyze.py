@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hemoflow import synth
 from hemoflow.analyze import analyze_image
 from hemoflow.errors import SlideNotFoundError, SlideReadError, UnsupportedImageError
-
-synth = pytest.importorskip("hemoflow.synth")
 
 
 class _FakeClassifier:

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
+from hemoflow import synth
 from hemoflow.errors import HemoflowError
 from hemoflow.schema import CELL_COLUMNS
 from hemoflow.stages import Calibration, CropSpec, SegmentParams, analyze_field, calibrate, crop_cells
-
-synth = pytest.importorskip("hemoflow.synth")
 
 
 @pytest.fixture(scope="module")

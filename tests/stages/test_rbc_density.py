@@ -7,6 +7,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from _require import require
 from scipy import ndimage as ndi
 
 from hemoflow.errors import HemoflowError
@@ -112,7 +113,7 @@ def test_grown_grid_sum_equals_growing_then_summing(seed):
 
 
 def test_recalibrated_batchnorm_holds_the_plain_fields_statistics():
-    torch = pytest.importorskip("torch")
+    import torch
     torch.set_num_threads(1)
     train, _ = _disc_set(6, seed=4)
     net = R.train_density(train, width=8, epochs=2, batch=4, seed=0, recal_bn=False)
@@ -164,7 +165,7 @@ def _disc_set(n, seed, size=48):
 
 
 def test_training_is_seeded_and_learns_to_count():
-    torch = pytest.importorskip("torch")
+    import torch
     torch.set_num_threads(1)
     train, _ = _disc_set(24, seed=1)
     test, truth = _disc_set(12, seed=2)
@@ -180,7 +181,6 @@ def test_training_is_seeded_and_learns_to_count():
 
 
 def test_saved_weights_round_trip_and_missing_file_error(tmp_path):
-    pytest.importorskip("torch")
     train, _ = _disc_set(8, seed=4)
     net = R.train_density(train, width=8, epochs=1, batch=8, seed=0)
     p = tmp_path / "d.pt"
@@ -216,8 +216,7 @@ def test_shipped_density_counts_self_holdout_fields(data_dir):
     from hemoflow.stages import field as F
 
     root = data_dir / "bccd"
-    if not (root / "txl_reannotations").is_dir():
-        pytest.skip("bccd data with TXL re-annotations not present")
+    require((root / "txl_reannotations").is_dir(), "bccd data with TXL re-annotations not present")
     with open(root / "counts.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if (r.get("rbc_txl") or "").strip()]
     rows = [r for r in rows if hashlib.sha256(r["image"].encode()).digest()[0] < 64]
@@ -262,9 +261,9 @@ def test_expected_weights_share_the_expectation_and_collect_fragments():
 
 
 def test_int8_copy_tracks_the_fp32_network(tmp_path):
-    torch = pytest.importorskip("torch")
-    if "x86" not in torch.backends.quantized.supported_engines:
-        pytest.skip("no x86 int8 backend")
+    import torch
+
+    require("x86" in torch.backends.quantized.supported_engines, "no x86 int8 backend (the product's int8 engine)")
     torch.set_num_threads(1)
     train, _ = _disc_set(16, seed=6)
     net = R.train_density(train, width=8, epochs=40, batch=8, lr=1e-2, seed=1)
@@ -283,9 +282,9 @@ def test_int8_copy_tracks_the_fp32_network(tmp_path):
 def test_nhwc_layout_gives_the_bytes_of_torchs_int8_graph():
     """The shipped int8 network with its unshuffle and pool on the NHWC kernels gives
     exactly the output of torch's own int8 graph of the same weights."""
-    torch = pytest.importorskip("torch")
-    if "x86" not in torch.backends.quantized.supported_engines:
-        pytest.skip("no x86 int8 backend")
+    import torch
+
+    require("x86" in torch.backends.quantized.supported_engines, "no x86 int8 backend (the product's int8 engine)")
     torch.set_num_threads(1)
     qnet, meta = R.load_density_model()
     assert meta["int8"]
