@@ -4,10 +4,10 @@ Every page stands alone: images are inlined as ``data:image/png;base64`` URIs, p
 inline SVG, styles are inline; nothing is fetched from the network, so a page can be
 mailed or archived as one file.
 
-A patient page shows, in this order: the research-use notice; the flags explained in
-plain words; the review section (:mod:`hemoflow.report.gallery`: blast review, IG %,
-band %, not-identifiable cells, bone-marrow M:E ratio and maturation table, and the
-gallery of blast and uncertain-cell crops); counts and ratios; the differential, blast % and immature fraction with
+A patient page shows, in this order: the research-use notice; the review section, what
+a haematologist checks first (:mod:`hemoflow.report.gallery`: blast review, IG %, band %,
+not-identifiable cells, bone-marrow M:E ratio and maturation table, and the gallery of
+blast and uncertain-cell crops); the flags explained in plain words; counts and ratios; the differential, blast % and immature fraction with
 their 95 % intervals drawn against the reference bands and the 20 % cut-off;
 RBC/WBC/platelet morphology; the RBC
 size histogram; and a QC thumbnail of each slide with every detected cell outlined in
@@ -354,9 +354,9 @@ def write_report(
             f"<p>Specimen: <b>{escape(p['specimen'].replace('_', ' '))}</b>. Slides ({len(shown)}): "
             f"{escape(', '.join(shown)) or '–'}. Intervals are exact (Clopper–Pearson) "
             f"{p.get('confidence', 0.95) * 100:g} % binomial intervals on pooled cells of all slides.</p>"
-            + _flags_section(p)
             + review_section(p, [(show_slide(x), review_crops.get(x)) for x in slide_names]
                              if review_crops is not None else [])
+            + _flags_section(p)
             + _counts_section(p)
             + _differential_section(p)
             + _morphology_section(p)
