@@ -192,3 +192,66 @@ def test_gallery_in_headless_chromium(chromium, tmp_path):
         # the crop is on screen: its pixels are the cell's colour
         y, x = int(top + h / 2), int(left + w / 2)
         assert min(np.abs(img[y, x] - c).max() for c in expected[round(float(like), 2)]) <= 2, (rank, img[y, x])
+
+
+# --------------------------------------------------------------------------- a real job
+
+
+def _tile_crops(out: Path, slide: str) -> dict[tuple[float, float], np.ndarray]:
+    """(y, x) -> crop of every white cell in the ledger's tile records (read directly)."""
+    found = {}
+    for path in sorted((out / "slides" / slide / "tiles").glob("*.npz")):
+        with np.load(path) as z:
+            cls = z["col:cls:object"] if "col:cls:object" in z.files else z["col:cls"]
+            wbc = np.asarray(cls).astype(str) == "wbc"
+            for y, x, crop in zip(z["col:y"][wbc], z["col:x"][wbc], z["__crops__"]):
+                found[(float(y), float(x))] = crop
+    return found
+
+
+def test_real_job_keeps_the_crops_of_its_review_cells(tmp_path):
+    """A job on a synthetic leukaemic smear with the shipped classifier: the gallery's crops
+    are the crops the tiles cut for those very cells, and the report shows them."""
+    import hemoflow
+    from distributed import LocalCluster
+
+    from hemoflow.config import JobConfig
+    from hemoflow.report.html import write_report_from_results
+    from hemoflow.synth import write_synthetic_slide
+
+    slide = tmp_path / "s0.ome.tif"
+    write_synthetic_slide(slide, shape=(1024, 1024), mpp=0.25, seed=7, wbc_mix="acute_leukaemia", n_wbc=12)
+    manifest = pd.DataFrame([{"slide": str(slide), "patient_id": "P1", "specimen": "peripheral_blood", "mpp": ""}])
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        client = hemoflow.Client(cluster)
+        try:
+            client.submit(manifest, str(out), config=JobConfig(tile_size=512)).result(timeout=600)
+        finally:
+            client.dask.close()
+
+    cells = pd.read_parquet(out / "slides" / "s0" / "cells.parquet")
+    wbc = cells[cells["cls"] == "wbc"]
+    label = wbc["label"] if "label" in wbc else wbc["wbc_type"]
+    conf = wbc["confidence"] if "confidence" in wbc else wbc["wbc_confidence"]
+    p_blast = wbc["p_blast"] if "p_blast" in wbc else pd.Series(np.nan, index=wbc.index)
+    rule = (label.isin(["blast", "not_identifiable"]) | (conf < 0.6) | (p_blast >= 0.2)) & (label != "")
+    rec = read_review_crops(str(out / "slides" / "s0" / "review_crops.npz"))
+    assert int(rec["n_candidates"]) == int(rule.sum()) > 0
+    assert len(rec["crops"]) == min(48, int(rule.sum()))
+    by_pos = _tile_crops(out, "s0")
+    labels = dict(zip(zip(wbc["y"], wbc["x"]), label))
+    for y, x, lab, crop in zip(rec["y"], rec["x"], rec["label"], rec["crops"]):
+        assert np.array_equal(crop, by_pos[(float(y), float(x))])
+        assert labels[(float(y), float(x))] == lab
+
+    patient = json.loads((out / "patients.json").read_text())[0]
+    n_blast = int((label == "blast").sum())
+    assert patient["blast"]["count"] == n_blast
+    assert patient["blast"]["review"] == ("review" if ((label == "blast") & (conf >= 0.9)).any() else "none")
+    assert patient["not_identifiable"]["n"] == patient["counts"]["wbc"] - patient["counts"]["wbc_unclassified"]
+    columns = pd.read_csv(out / "patients.csv").columns
+    assert {"blast.review", "ig.percent", "ig.flag", "band.percent", "not_identifiable.percent"} <= set(columns)
+
+    page = write_report_from_results(out, tmp_path / "report")[0].read_text(encoding="utf-8")
+    assert page.count('class="crop"') == len(rec["crops"])
