@@ -25,7 +25,7 @@ Where the crops live
 The tile tasks cut a 96×96 crop of every white cell (``TileResult.crops``, also in the
 ledger's ``tiles/<index>.npz``). When a slide is finalised, :func:`write_review_crops` keeps
 the crops of its best :data:`GALLERY_MAX` candidates, with their labels and scores, in
-``slides/<slide_id>/review_crops.npz`` (a few hundred kB at most), so the report needs no
+``slides/<slide_id>/review_crops.npz`` (about a megabyte at most), so the report needs no
 tile record and no pass over the image. A page shows at most :data:`GALLERY_MAX` crops per
 patient, as PNG data URIs, and says how many candidates it left out.
 """
@@ -159,7 +159,7 @@ def write_review_crops(url: str, cells: pd.DataFrame, crops: Sequence[np.ndarray
         stack = np.concatenate(parts) if parts else np.zeros((0, 96, 96, 3), np.uint8)
     rec = review_record(cells, stack)
     buf = io.BytesIO()
-    np.savez(buf, **rec)
+    np.savez_compressed(buf, **rec)
     storage.atomic_write_bytes(url, buf.getvalue())
 
 
@@ -194,6 +194,7 @@ def _row(name: str, d: Mapping[str, Any] | None, limit: str = "", flag: str | No
     count = "–" if d.get("count") is None else str(d["count"])
     ci = f"{_pct(d.get('ci_low'))}–{_pct(d.get('ci_high'))}" if d.get("percent") is not None else "–"
     flag = flag if flag is not None else d.get("flag", "")
+    limit = "–" if flag == "not_applicable" else limit  # e.g. blood limits on a marrow page
     return (f"<tr><td>{escape(name)}</td><td>{count}</td><td>{d.get('n', 0)}</td><td>{_pct(d.get('percent'))}</td>"
             f"<td>{ci}</td><td class=\"t\">{escape(limit)}</td><td>{_badge(flag) if flag else ''}</td></tr>")
 
