@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from hemoflow.config import JobConfig
-from hemoflow.jobs.ledger import Ledger, slide_key, tile_key, work_key
-from hemoflow.jobs.manifest import SlideEntry
+from hemoflow.pipeline.ledger import Ledger, slide_key, tile_key, work_key
+from hemoflow.pipeline.work import SlideEntry
 from hemoflow.pipeline.tiles import (Tile, analyze_window, concat_tables, halo_margin_um, halo_pixels, plan_tiles,
                                     window_align)
 
@@ -365,7 +365,7 @@ def write_viewer_outputs(plan: SlidePlan, df, base: str) -> None:
 
     from hemoflow.io import storage
     from hemoflow.report.geojson import cells_to_geojson
-    from hemoflow.report.labels import write_points_labels
+    from hemoflow.io.labels import write_points_labels
 
     fc = cells_to_geojson(df, mpp=plan.mpp)
     storage.atomic_write_bytes(f"{base}/cells.geojson", json.dumps(fc, separators=(",", ":")).encode())

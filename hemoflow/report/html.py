@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -38,6 +36,7 @@ import pandas as pd
 from PIL import Image
 
 from hemoflow.errors import HemoflowError, OutputNotWritableError
+from hemoflow.pseudonym import pseudonymize
 from hemoflow.report.gallery import read_review_crops, review_notes, review_section
 from hemoflow.report.overlays import CLASS_COLORS, draw_cells, to_png_bytes
 from hemoflow.report.svg import FLAG_COLORS, IntervalRow, histogram_plot, interval_plot
@@ -68,26 +67,6 @@ ul.flags li{margin:4px 0}.muted{color:#666}.legend span{display:inline-block;mar
 figure{margin:10px 0}figure img{max-width:100%;border:1px solid #ccc}figcaption{color:#555;font-size:.9em}
 footer{margin-top:2em;color:#666;font-size:.85em}
 """
-
-
-def pseudonymize(patient_id: str, key: bytes, *, prefix: str = "P-", length: int = 12) -> str:
-    """Keyed pseudonym of an identifier: ``prefix`` + the first ``length`` hex digits of
-    HMAC-SHA256(key, id).
-
-    The same key always maps an id to the same pseudonym; without the key the id cannot
-    be recovered or confirmed by hashing guesses.
-
-    Examples
-    --------
-    >>> pseudonymize("patient-001", b"secret")
-    'P-326cf52d675e'
-    """
-    if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-        raise HemoflowError("pseudonymize_key must be non-empty bytes")
-    if not 4 <= int(length) <= 64:
-        raise HemoflowError(f"length must be between 4 and 64, got {length!r}")
-    digest = hmac.new(bytes(key), str(patient_id).encode("utf-8"), hashlib.sha256).hexdigest()
-    return prefix + digest[: int(length)]
 
 
 # --------------------------------------------------------------------------- helpers
