@@ -224,7 +224,8 @@ def _marrow_block(m: Mapping[str, Any] | None) -> str:
     me = m["me_ratio"]
     ratio = "unbounded" if me["ratio"] is None and me["myeloid"] else (
         "–" if me["ratio"] is None else f"{me['ratio']:.2f}")
-    ci = "–" if me["ci_low"] is None else f"{me['ci_low']:.2f}–{'∞' if me['ci_high'] is None else format(me['ci_high'], '.2f')}"
+    high = "∞" if me["ci_high"] is None else f"{me['ci_high']:.2f}"
+    ci = "–" if me["ci_low"] is None else f"{me['ci_low']:.2f}–{high}"
     parts = [f"<h3>Bone marrow</h3><p>M:E ratio <b>{escape(ratio)}</b> (95 % interval {escape(ci)}; "
              f"{me['myeloid']} myeloid / {me['erythroid']} erythroid cells)"
              + (f": {escape(me['note'])}" if me.get("note") else "") + ".</p>"]

@@ -7,11 +7,11 @@ mailed or archived as one file.
 A patient page shows, in this order: the research-use notice; the review section, what
 a haematologist checks first (:mod:`hemoflow.report.gallery`: blast review, IG %, band %,
 not-identifiable cells, bone-marrow M:E ratio and maturation table, and the gallery of
-blast and uncertain-cell crops); the flags explained in plain words; counts and ratios; the differential, blast % and immature fraction with
-their 95 % intervals drawn against the reference bands and the 20 % cut-off;
-RBC/WBC/platelet morphology; the RBC
-size histogram; and a QC thumbnail of each slide with every detected cell outlined in
-its class colour.
+blast and uncertain-cell crops); the flags explained in plain words; counts and ratios;
+the differential, blast % and immature fraction with their 95 % intervals drawn against
+the reference bands and the 20 % cut-off; RBC/WBC/platelet morphology; the RBC size
+histogram; and a QC thumbnail of each slide with every detected cell outlined in its
+class colour.
 
 Pseudonymisation: with ``pseudonymize_key``, patient ids are replaced everywhere (page
 text, file names) by :func:`pseudonymize`, and slide names by the same keyed hash with an
@@ -346,7 +346,8 @@ def write_report(
         written.append(path)
         notable = [
             f"{k} {d['flag']}" for k, d in p["differential"].items() if d["flag"] in ("high", "low")
-        ] + [f"{k} {p[k]['flag']} 20 %" for k in ("blast", "immature") if p[k]["flag"] == "above"] + review_notes(p)
+        ] + [f"{k} {p[k]['flag']} 20 %" for k in ("blast", "immature") if p[k]["flag"] == "above"]
+        notable += review_notes(p)
         undecided = sum(d["flag"] == "indeterminate" for d in p["differential"].values()) + sum(
             p[k]["flag"] == "indeterminate" for k in ("blast", "immature")
         )
