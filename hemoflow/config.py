@@ -67,7 +67,7 @@ class JobConfig:
     ----------
     tile_size : int
         Side of a tile's core in level-0 pixels. Chosen by measurement
-        (``docs/performance.md``): at 4096 (0.25 µm/px) a tile task takes about 0.55 s on
+        (``docs/experiments/performance.md``): at 4096 (0.25 µm/px) a tile task takes about 0.55 s on
         one core with scheduler overhead 0.2-0.3 %, and the halo adds 11 % of pixels;
         larger tiles cost no less per pixel and hold more memory.
     halo_um : float or None

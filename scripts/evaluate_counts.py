@@ -24,7 +24,7 @@ fields, 2,000 resamples, for the others). The models scored are the shipped ones
 x86 int8 engine); their files and SHA-256 prefixes are printed.
 
 ``--preprocess`` applies an extra whole-field step before analysis, for the
-preprocessing ablation (``docs/ablation_counts.md``): ``equalize`` = per-channel histogram
+preprocessing ablation (``docs/experiments/ablation_counts.md``): ``equalize`` = per-channel histogram
 equalisation, ``flatfield`` = division by a heavily blurred copy (illumination
 correction). Neither is part of hemoflow: both need whole-field statistics, which a
 tile cannot have.

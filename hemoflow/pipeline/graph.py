@@ -48,7 +48,7 @@ __all__ = ["JobRunner", "gpu_workers"]
 #: With a GPU worker, a classify task pools this many ``batch_size`` batches of crops: per
 #: task costs (concatenating crops, transfers, labels) dominate small tasks. On one H100,
 #: ``benchmarks/classify.py --worker`` measured 37-42k cells/s with 512 crops per task and
-#: 53-59k with 4096 (docs/performance.md).
+#: 53-59k with 4096 (docs/experiments/performance.md).
 GPU_POOL_BATCHES = 8
 
 

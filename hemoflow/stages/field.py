@@ -25,7 +25,7 @@ count 0) and background within ``rbc_mass_reach_um`` (one RBC diameter) of it, n
 kept basin first, WBC pixels excluded, shared by the basin's parts. Counts are the rounded
 sum of the weights: the density summed over the field outside WBCs, which on BCCD is closer
 to the annotated counts than the most probable cells or the count model's expectation
-(see ``docs/ablation_counts.md``). Without the network a row weighs its basin's expected
+(see ``docs/experiments/ablation_counts.md``). Without the network a row weighs its basin's expected
 count ``sum_k k p_k`` (plus that of nearby dropped basins) shared by its parts. WBC and
 platelet rows weigh 1.
 
@@ -142,7 +142,7 @@ class SegmentParams:
     smooth_cell : bool
         The same for the cell channel (RBC outlines). Off by default: on BCCD it costs RBC
         accuracy (MAPE 8.9 % unsmoothed vs 9.5 % smoothed) while smoothing the nucleus
-        channel helps platelets (MAE 0.379 vs 0.469); see ``docs/ablation_counts.md``.
+        channel helps platelets (MAE 0.379 vs 0.469); see ``docs/experiments/ablation_counts.md``.
     min_nucleus_od, min_cell_od : float
         Floors for the calibrated nucleus / cell thresholds (optical-density units), so a
         field without any WBC does not turn noise into nuclei.
@@ -156,7 +156,7 @@ class SegmentParams:
         Longest nuclear cluster (Feret diameter) of one WBC; a longer one is two touching
         WBCs and is split in two. Chosen on the development part of BCCD: single WBC
         nuclei there span at most 20.0 µm, touching pairs 21.9-22.1 µm (see
-        ``docs/ablation_counts.md``).
+        ``docs/experiments/ablation_counts.md``).
     platelet_diameter_um : tuple
         Accepted equivalent-diameter range of platelets.
     platelet_threshold_frac : float
@@ -208,7 +208,7 @@ class SegmentParams:
     close_um : float
         Closing radius applied to the cell mask before hole filling (0: none; joins the
         open rims of pale RBCs, but merges neighbours -- off by default, see
-        ``docs/ablation_counts.md``).
+        ``docs/experiments/ablation_counts.md``).
     cell_threshold_scale : float
         Multiplier of the calibrated cell threshold (< 1 picks up paler cells).
     irregular_* : float
