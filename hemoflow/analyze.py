@@ -14,17 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from hemoflow.errors import HemoflowError, SlideNotFoundError, SlideReadError
+from hemoflow.errors import HemoflowError
+from hemoflow.io.validate import read_rgb8
 from hemoflow.stages import CropSpec, SegmentParams, analyze_field, calibrate
 from hemoflow.stages.features import rbc_count
 
 __all__ = ["read_image", "analyze_image", "estimate_shared_mpp"]
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a JPEG / PNG / TIFF field as an array (first page / level for TIFF).
+    """Read a JPEG / PNG / TIFF field as ``uint8[H, W, 3]`` (first page for TIFF).
+
+    The reader of every command (:func:`hemoflow.io.validate.read_rgb8`): errors start
+    with the path.
 
     Raises
     ------
@@ -32,29 +33,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         ``path`` does not exist.
     SlideReadError
         The file exists but cannot be decoded.
+    UnsupportedImageError
+        The image is not 8-bit RGB (greyscale, 16-bit, ...).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise SlideNotFoundError(f"image not found: {str(p)!r}")
-    try:
-        if p.suffix.lower() in _TIFF_SUFFIXES:
-            import tifffile
-
-            arr = tifffile.imread(str(p), key=0)
-        else:
-            from PIL import Image
-
-            with Image.open(p) as im:
-                im.load()
-                if im.mode in ("RGBA", "RGB"):
-                    arr = np.asarray(im)
-                elif im.mode in ("P", "CMYK", "YCbCr", "LA"):
-                    arr = np.asarray(im.convert("RGB"))
-                else:
-                    arr = np.asarray(im)
-    except Exception as exc:  # decoder errors come in many types
-        raise SlideReadError(f"cannot read image {str(p)!r}: {exc}") from exc
-    return arr
+    return read_rgb8(path)
 
 
 def estimate_shared_mpp(images, *, params: SegmentParams = SegmentParams()) -> tuple[float, int]:
@@ -81,8 +63,8 @@ def estimate_shared_mpp(images, *, params: SegmentParams = SegmentParams()) -> t
     """
     est = []
     for image in images:
-        arr = read_image(image) if isinstance(image, (str, os.PathLike)) else image
-        try:
+        try:  # a bad image is skipped here; the caller reports it when it analyses the image
+            arr = read_image(image) if isinstance(image, (str, os.PathLike)) else image
             est.append(calibrate(arr, params=params).mpp)
         except HemoflowError:
             continue
@@ -100,6 +82,7 @@ def analyze_image(
     crop: CropSpec | None = None,
     name: str | None = None,
     tta: bool = False,
+    density_weights: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Analyse one field and return counts plus one record per cell.
 
@@ -121,6 +104,9 @@ def analyze_image(
         Classify WBCs with test-time augmentation (``classifier.predict(crops, tta=True)``:
         the softmax averaged over 8 flips and quarter turns). Off by default, as in the
         tiled pipeline, so both give the same types.
+    density_weights : path, optional
+        Red-cell density weights instead of the shipped ones (evaluation only, e.g. the
+        cross-validation fold network that did not see this field).
 
     Returns
     -------
@@ -145,7 +131,7 @@ def analyze_image(
             crop = CropSpec(size=int(io.input_size), mpp=float(io.mpp))
         else:
             crop = CropSpec()
-    res = analyze_field(arr, mpp=mpp, params=params, crop=crop)
+    res = analyze_field(arr, mpp=mpp, params=params, crop=crop, density_weights=density_weights)
     t = res.table
     cls = t["cls"]
     wbc_types: dict[int, tuple[str, float]] = {}

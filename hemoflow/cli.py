@@ -1,14 +1,28 @@
 """The ``hemoflow`` command: a thin shell over the Python client.
 
-The CLI owns the console: progress bars on stderr, tables and JSON on stdout. Errors
-that come from bad input print one clear line and exit with status 2.
+The CLI owns the console: progress on stderr, tables and JSON on stdout. A bad input
+prints one line, ``hemoflow: error: <file>: <problem>``, and no traceback.
+
+Exit status (``docs/cli.md``):
+
+====  ==========================================================================
+0     everything asked for was done
+1     error: nothing useful was produced (bad input file, unwritable output,
+      every slide or image failed)
+2     usage: the command line is wrong (unknown option, bad option value)
+3     partial: the job or batch finished, but some slides or images failed or
+      were rejected (each is reported on stderr and, for jobs, in ``slides.json``)
+130   interrupted (Ctrl-C)
+====  ==========================================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,57 +30,104 @@ from typing import Any, Sequence
 
 from hemoflow.errors import HemoflowError
 
-DEMO_PATIENTS = {
-    # patient id: (description, WBC mix of the generator)
-    "DEMO-001": ("normal differential",
-                 {"neutrophil": 0.56, "lymphocyte": 0.32, "monocyte": 0.07, "eosinophil": 0.04, "basophil": 0.01}),
-    "DEMO-002": ("lymphocytosis",
-                 {"neutrophil": 0.30, "lymphocyte": 0.60, "monocyte": 0.06, "eosinophil": 0.03, "basophil": 0.01}),
-    "DEMO-003": ("blast excess (leukaemia-like)",
-                 {"neutrophil": 0.34, "lymphocyte": 0.22, "monocyte": 0.05, "eosinophil": 0.03, "basophil": 0.01,
-                  "blast": 0.35}),
-}
-TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, label: str, stream=None, width: int = 30):
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self._last: object = None
-        self._t0 = time.perf_counter()
-        self._last_print = 0.0
-
-    def __call__(self, p: dict[str, int]) -> None:
-        # Slides and tiles both count, so the bar reaches 100% only when slides are final.
-        done = p.get("tiles_done", 0) + p.get("slides_done", 0)
-        total = p.get("tiles_total", 0) + p.get("slides_total", 0)
-        frac = min(1.0, done / total) if total else 0.0
-        n = int(frac * self.width)
-        state = (p.get("slides_done"), p.get("tiles_done"), p.get("tiles_total"), p.get("slides_failed"))
-        line = (f"{self.label} [{'#' * n}{'.' * (self.width - n)}] {frac * 100:5.1f}% "
-                f"slides {p.get('slides_done', 0)}/{p.get('slides_total', 0)} "
-                f"tiles {p.get('tiles_done', 0)}/{p.get('tiles_total', 0)} "
-                f"cells {p.get('cells', 0):,} failed {p.get('slides_failed', 0)} "
-                f"{time.perf_counter() - self._t0:6.1f}s")
-        now = time.perf_counter()
-        if self.tty:
-            self.stream.write("\r" + line)
-        elif state != self._last and (now - self._last_print >= 5 or frac >= 1.0):
-            self.stream.write(line + "\n")
-            self._last_print = now
-            self._last = state
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+class UsageError(HemoflowError):
+    """The command line is wrong (exit status 2)."""
 
 
+#: Python argument names in library messages -> the CLI flags that set them.
+_FLAG_WORDS = (("overwrite=True", "--overwrite"), ("job_id=", "--job-id "), ("pass mpp", "pass --mpp"),
+               ("set rbc_density_model=False", "pass --param rbc_density_model=0"))
+
+
+def _error(msg: Any) -> None:
+    text = str(msg)
+    for py, flag in _FLAG_WORDS:
+        text = text.replace(py, flag)
+    print(f"hemoflow: error: {text}", file=sys.stderr, flush=True)
+
+
+def _batch_status(n_ok: int, n_bad: int) -> int:
+    """Exit status of a batch: 0 all good, 3 some bad, 1 none good."""
+    if not n_bad:
+        return EXIT_OK
+    return EXIT_PARTIAL if n_ok else EXIT_ERROR
+
+
+# -- option types ---------------------------------------------------------------------
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def segment_params(pairs: Sequence[tuple[str, str]] | None) -> Any:
+    """``SegmentParams`` with the ``--param KEY=VALUE`` overrides applied (None without any).
+
+    Keys are the fields of :class:`hemoflow.stages.SegmentParams`; values are parsed by
+    the field's type (booleans as 0/1/true/false, a range as ``lo,hi``).
+
+    Raises
+    ------
+    UsageError
+        Unknown key or invalid value, naming ``--param``.
+    """
+    if not pairs:
+        return None
+    from hemoflow.config import parse_bool
+    from hemoflow.stages import SegmentParams
+
+    defaults = SegmentParams()
+    known = {f.name for f in dataclasses.fields(SegmentParams)}
+    kw: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in known:
+            raise UsageError(f"--param {key}: unknown parameter; known: {', '.join(sorted(known))}")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, bool):
+                kw[key] = parse_bool(key, value)
+            elif isinstance(default, tuple):
+                kw[key] = tuple(float(x) for x in value.split(","))
+            elif isinstance(default, float):
+                kw[key] = float(value)
+            else:
+                kw[key] = value
+        except (ValueError, HemoflowError):
+            raise UsageError(f"--param {key}={value}: expected {type(default).__name__} "
+                             f"like the default {default!r}") from None
+    try:
+        return SegmentParams(**kw)
+    except HemoflowError as e:
+        raise UsageError(f"--param: {e}") from None
+
+
+# -- jobs -----------------------------------------------------------------------------
 def _client(args) -> Any:
+    from hemoflow.console import Heartbeat
     from hemoflow.jobs.client import Client
 
     if getattr(args, "scheduler", None):
@@ -76,32 +137,62 @@ def _client(args) -> Any:
 
             security = Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert,
                                 tls_client_key=args.tls_key, require_encryption=True)
-        return Client(args.scheduler, security=security)
-    return Client(n_workers=args.workers)
+        with Heartbeat(f"connecting to {args.scheduler}"):
+            return Client(args.scheduler, security=security)
+    _warm_local()
+    import os
+
+    n = args.workers or max(1, os.cpu_count() or 1)
+    with Heartbeat(f"starting {n} local worker{'s' if n > 1 else ''} (each loads the kernels and the classifier)") as hb:
+        client = Client(n_workers=n)
+    client.start_seconds = hb.seconds
+    return client
 
 
-def _run_job(client, manifest, out: str, args) -> dict[str, Any]:
+def _warm_local() -> None:
+    """Compile the kernels here, with a message, when the cache lacks them; the local
+    workers then load them from the cache instead of each compiling them in silence."""
+    from hemoflow.console import kernels_cached, warm_kernels
+
+    if not kernels_cached():
+        warm_kernels()
+
+
+def _job_config(args) -> Any:
     from hemoflow.config import JobConfig
 
-    cfg = JobConfig.from_env(tile_size=getattr(args, "tile_size", None),
-                             tta=True if getattr(args, "tta", False) else None)
-    job = client.submit(manifest, out, config=cfg)
+    return JobConfig.from_env(tile_size=args.tile_size, tta=True if args.tta else None)
+
+
+def _wait(job) -> dict[str, Any]:
+    from hemoflow.console import ProgressBar
+
     bar = ProgressBar(f"job {job.id}")
     try:
-        result = job.wait(poll=0.5, callback=bar)
+        return job.wait(poll=0.5, callback=bar)
     finally:
         bar.close()
-    return result
 
 
-def _print_failures(result: dict[str, Any]) -> None:
-    for f in result["job"]["failures"]:
-        print(f"FAILED {f['slide']}: {f['error']}", file=sys.stderr)
+def _report_slides(result: dict[str, Any]) -> int:
+    """Print one line per failed or rejected slide; return the job's exit status."""
+    seen, bad = set(), 0
+    for row in result.get("slides", []):
+        status = row.get("status")
+        if status in ("failed", "rejected"):
+            seen.add(row.get("slide_id"))
+            bad += 1
+            reason = row.get("reason") or row.get("error") or "not processed"
+            word = "rejected" if status == "rejected" else "failed"
+            _error(f"{row.get('slide', row.get('slide_id'))}: {word}: {reason}")
+    for f in result["job"].get("failures", []):
+        if f.get("slide_id") not in seen:
+            bad += 1
+            _error(f"{f['slide']}: failed: {f['error']}")
+    return _batch_status(len(result.get("slides", [])) - bad, bad)
 
 
-# -- commands -------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from hemoflow.errors import ManifestError
     from hemoflow.io import storage
     from hemoflow.jobs.manifest import load_manifest, load_prefix_manifest
 
@@ -111,111 +202,61 @@ def cmd_run(args) -> int:
     elif src.lower().endswith(".csv"):
         manifest = load_manifest(src)
     else:
-        raise ManifestError(f"{storage.redact(src)} is not a .csv manifest; to process every slide under a "
-                            "folder or prefix, give the patients table with --patients")
+        raise UsageError(f"{storage.redact(src)}: not a .csv manifest; to process every slide under a "
+                         "folder or prefix, give the patients table with --patients")
     storage.check_writable(args.out)  # before a cluster starts: fail fast, write nothing
-    from hemoflow.config import JobConfig
-
-    cfg = JobConfig.from_env(tile_size=args.tile_size, tta=True if args.tta else None)
+    params, cfg = segment_params(args.param), _job_config(args)
     with _client(args) as client:
-        job = client.submit(manifest, args.out, config=cfg, model=args.model, job_id=args.job_id,
+        job = client.submit(manifest, args.out, config=cfg, params=params, model=args.model, job_id=args.job_id,
                             tile_resume=not args.no_tile_records,
                             pseudonymize_key=args.pseudonymize.encode() if args.pseudonymize else None)
-        bar = ProgressBar(f"job {job.id}")
-        try:
-            result = job.wait(poll=0.5, callback=bar)
-        finally:
-            bar.close()
+        result = _wait(job)
     _print_patients(result["patients"], truth=None)
-    _print_failures(result)
-    print(f"outputs: {result['job']['outputs']['patients']}")
-    return 0 if not result["job"]["failures"] else 1
+    print(f"job: {result['job']['seconds']:.1f}s (job.json); outputs: {result['job']['outputs']['patients']}")
+    return _report_slides(result)
 
 
 def cmd_demo(args) -> int:
-    from hemoflow import synth
+    from hemoflow import demo
+    from hemoflow.console import Heartbeat
 
-    out = Path(args.out).resolve()
-    slides_dir = out / "slides_in"
-    slides_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, truth = [], {}
-    print(f"generating {len(DEMO_PATIENTS) * args.slides_per_patient} synthetic slides of "
-          f"{args.size}x{args.size} px in {slides_dir}", file=sys.stderr)
-    seed = 1000
-    for pid, (_desc, mix) in DEMO_PATIENTS.items():
-        for k in range(args.slides_per_patient):
-            seed += 1
-            path = slides_dir / f"{pid}-S{k + 1}.ome.tif"
-            truth_csv = slides_dir / f"{pid}-S{k + 1}.truth.csv"
-            tt = _reuse_truth(path, truth_csv, args.size)
-            if tt is None:  # (re)generate; a finished earlier demo is reused as is
-                tt = synth.write_synthetic_slide(path, shape=(args.size, args.size), mpp=0.25, seed=seed,
-                                                 wbc_mix=mix)
-                synth.write_truth(truth_csv, tt)
-            truth.setdefault(pid, []).append(tt)
-            rows.append({"slide": str(path), "patient_id": pid, "specimen": "peripheral_blood", "mpp": ""})
-    gen_s = time.perf_counter() - t0
-    import pandas as pd
+    params = segment_params(args.param)
+    out = demo.check_out(args.out)
+    n = len(demo.DEMO_PATIENTS) * args.slides_per_patient
 
-    manifest_path = out / "manifest.csv"
-    pd.DataFrame(rows).to_csv(manifest_path, index=False)
-    print(f"generated in {gen_s:.1f}s; manifest {manifest_path}", file=sys.stderr)
+    def progress(done: int, total: int, path: Path, reused: bool) -> None:
+        what = "reused" if reused else "written"
+        print(f"  slide {done}/{total} {what}: {path.name} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr,
+              flush=True)
+
+    with Heartbeat(f"writing {n} synthetic slides of {args.size}x{args.size} px to {out / 'slides_in'}"):
+        slides = demo.write_demo_slides(out, size=args.size, slides_per_patient=args.slides_per_patient,
+                                        progress=progress)
     t1 = time.perf_counter()
     with _client(args) as client:
-        result = _run_job(client, str(manifest_path), str(out), args)
-    run_s = time.perf_counter() - t1
-    _write_demo_report(result, out)
-    _print_patients(result["patients"], truth=truth)
-    _print_failures(result)
-    print(f"\nslides generated in {gen_s:.1f}s, job ran in {run_s:.1f}s "
-          f"({result['job']['progress']['tiles_total']} tiles); outputs in {out}")
-    return 0 if not result["job"]["failures"] else 1
+        start_s = getattr(client, "start_seconds", time.perf_counter() - t1)
+        job = client.submit(str(slides.manifest), str(out), config=_job_config(args), params=params)
+        result = _wait(job)
+    with Heartbeat("writing the HTML report") as hb:
+        index = demo.write_demo_report(out)
+    report_s = hb.seconds
+    _print_patients(result["patients"], truth=slides.truth)
+    status = _report_slides(result)
+    jb = result["job"]
+    print(f"\nslides: {slides.seconds:.1f}s ({slides.written} written, {slides.reused} reused); "
+          f"cluster start: {start_s:.1f}s; job: {jb['seconds']:.1f}s ({jb['progress']['tiles_total']} tiles, "
+          f"as in job.json); report: {report_s:.1f}s; total {time.perf_counter() - t0:.1f}s")
+    print(f"outputs in {out}" + (f"; report {index}" if index else ""))
+    return status
 
 
-def _reuse_truth(path: Path, truth_csv: Path, size: int):
-    """The truth table of an already generated demo slide of the right size, else None."""
-    if not (path.exists() and truth_csv.exists()):
-        return None
-    import pandas as pd
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tf:
-            if tuple(tf.series[0].shape[:2]) != (size, size):
-                return None
-        df = pd.read_csv(truth_csv, keep_default_na=False)
-    except Exception:
-        return None
-    return {c: df[c].to_numpy() for c in df.columns}
-
-
-def _write_demo_report(result: dict[str, Any], out: Path) -> None:
-    try:
-        from hemoflow.report.html import write_report_from_results
-    except ImportError:
-        return
-    try:
-        paths = write_report_from_results(str(out), out / "report")
-        print(f"report: {paths[0] if paths else out / 'report'}", file=sys.stderr)
-    except Exception as exc:  # the report is an extra; the job's outputs are already written
-        logging.getLogger(__name__).warning("report not written: %s", exc)
-
-
-def _truth_summary(tables: list) -> dict[str, Any]:
-    import numpy as np
-
-    cls = np.concatenate([np.asarray(t["cls"]) for t in tables])
-    typ = np.concatenate([np.asarray(t["type"]) for t in tables])
-    wbc = int((cls == "wbc").sum())
-    return {
-        "wbc": wbc, "rbc": int((cls == "rbc").sum()), "platelets": int((cls == "platelet").sum()),
-        "diff": {t: 100.0 * float((typ == t).sum()) / max(1, wbc) for t in TYPES},
-    }
-
-
+# -- tables ---------------------------------------------------------------------------
 def _print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | None) -> None:
-    hdr = f"{'patient':<10} {'':<9} {'WBC':>6} {'RBC':>7} {'PLT':>5} " + " ".join(f"{t[:5]:>6}" for t in TYPES)
+    from hemoflow.demo import TYPES, truth_summary
+
+    hdr = (f"{'patient':<10} {'':<9} {'WBC':>6} {'RBC':>7} {'PLT':>5} "
+           + " ".join(f"{t[:5] + '%':>7}" for t in TYPES) + f" {'RBC µm²':>8}")  # mean RBC area
     print(hdr)
     print("-" * len(hdr))
     for p in patients:
@@ -224,55 +265,25 @@ def _print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | Non
         pct = {t: (diff.get(t, {}) or {}).get("percent") for t in TYPES}
         if pct.get("blast") is None:
             pct["blast"] = (p.get("blast", {}) or {}).get("percent")
-        row = f"{p['patient_id']:<10} {'measured':<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} " \
+        status = p.get("status")
+        label = "measured" if status in (None, "ok", "measured") else str(status)[:9]
+        print(f"{p['patient_id']:<10} {label:<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} "
               f"{counts.get('platelet', 0):>5} " + " ".join(_fmt(pct[t]) for t in TYPES)
-        print(row)
+              + f" {_fmt(_rbc_area(p), 8)}")
         if truth and p["patient_id"] in truth:
-            t = _truth_summary(truth[p["patient_id"]])
+            t = truth_summary(truth[p["patient_id"]])
             print(f"{'':<10} {'truth':<9} {t['wbc']:>6} {t['rbc']:>7} {t['platelets']:>5} "
                   + " ".join(_fmt(t["diff"][k]) for k in TYPES))
 
 
-def _fmt(v: float | None) -> str:
-    return f"{v:6.1f}" if v is not None else f"{'-':>6}"
+def _rbc_area(p: dict[str, Any]) -> float | None:
+    """Mean RBC area (µm²) of a patient summary."""
+    v = ((p.get("morphology") or {}).get("rbc") or {}).get("area_um2_mean")
+    return float(v) if isinstance(v, (int, float)) else None
 
 
-def cmd_analyze(args) -> int:
-    from hemoflow.analyze import analyze_image, estimate_shared_mpp
-    from hemoflow.kernels._malloc import tune_malloc
-
-    tune_malloc()
-
-    mpp, pooled = args.mpp, 0
-    if mpp is None and len(args.images) > 1 and not args.mpp_per_image:
-        mpp, pooled = estimate_shared_mpp(args.images)
-        print(f"pixel size {mpp:.4f} µm/px: median estimate over {pooled} fields "
-              "(they are taken to come from one microscope; --mpp-per-image to estimate each alone)",
-              file=sys.stderr)
-    classifier = None
-    if not args.no_classify:
-        from hemoflow.classify.model import load_default_model
-
-        classifier = load_default_model()
-    results = []
-    for img in args.images:
-        r = analyze_image(img, mpp=mpp, classifier=classifier, tta=args.tta)
-        if pooled:
-            r["mpp_estimated"], r["mpp_pooled_over"] = True, pooled
-        results.append(r)
-    if args.json:
-        json.dump(results, sys.stdout, indent=None if len(results) > 1 else 2, default=_json_default)
-        print()
-    else:
-        print(f"{'image':<40} {'WBC':>4} {'RBC':>5} {'PLT':>4}  mpp")
-        for r in results:
-            wt = ",".join(c.get("wbc_type", "") for c in r["cells"] if c.get("cls") == "wbc")
-            if r.get("mpp_pooled_over"):
-                est = f" (estimated over {r['mpp_pooled_over']} fields)"
-            else:
-                est = " (estimated)" if r.get("mpp_estimated") else ""
-            print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4}  {r['mpp']:.3f}{est}  {wt}")
-    return 0
+def _fmt(v: float | None, width: int = 7) -> str:
+    return f"{v:{width}.1f}" if v is not None else f"{'-':>{width}}"
 
 
 def _json_default(o):
@@ -289,39 +300,135 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
+# -- single images --------------------------------------------------------------------
+def cmd_analyze(args) -> int:
+    from hemoflow.analyze import analyze_image, estimate_shared_mpp
+    from hemoflow.io.validate import read_rgb8
+    from hemoflow.kernels._malloc import tune_malloc
+
+    tune_malloc()
+    params = segment_params(args.param)
+    _warm_local()  # analysing a field calls every kernel: compile them with a message, not in silence
+    kw = {"params": params} if params is not None else {}
+    mpp, pooled = args.mpp, 0
+    if mpp is None and len(args.images) > 1 and not args.mpp_per_image:
+        try:
+            mpp, pooled = estimate_shared_mpp(args.images, **kw)
+        except HemoflowError:
+            mpp, pooled = None, 0  # no field had a measurable red cell: each image is estimated (and reported) alone
+        else:
+            print(f"pixel size {mpp:.4f} µm/px: median estimate over {pooled} fields "
+                  "(they are taken to come from one microscope; --mpp-per-image to estimate each alone)",
+                  file=sys.stderr)
+    classifier = None
+    if not args.no_classify:
+        from hemoflow.classify.model import load_default_model
+
+        classifier = load_default_model()
+    results, bad = [], 0
+    for img in args.images:
+        try:
+            r = analyze_image(read_rgb8(img), name=Path(img).stem, mpp=mpp, classifier=classifier, tta=args.tta,
+                              **kw)
+        except HemoflowError as e:
+            bad += 1
+            _error(e if str(e).startswith(str(img)) else f"{img}: {e}")
+            continue
+        if pooled:
+            r["mpp_estimated"], r["mpp_pooled_over"] = True, pooled
+        results.append(r)
+    if args.json:
+        json.dump(results, sys.stdout, indent=None if len(results) > 1 else 2, default=_json_default)
+        print()
+    else:
+        _print_fields(results)
+    return _batch_status(len(results), bad)
+
+
+def _print_fields(results: list[dict[str, Any]]) -> None:
+    import numpy as np
+
+    print(f"{'image':<40} {'WBC':>4} {'RBC':>5} {'PLT':>4} {'RBC µm²':>8} {'µm/px':>6}  WBC types")
+    for r in results:
+        types = [c.get("wbc_type") for c in r["cells"] if c.get("cls") == "wbc"]
+        wt = ",".join(t or "?" for t in types) if any(types) else "-"
+        areas = [c["area_um2"] for c in r["cells"] if c.get("cls") == "rbc"]
+        area = float(np.mean(areas)) if areas else None
+        if r.get("mpp_pooled_over"):
+            est = f" (estimated over {r['mpp_pooled_over']} fields)"
+        else:
+            est = " (estimated)" if r.get("mpp_estimated") else ""
+        print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4} {_fmt(area, 8)} "
+              f"{r['mpp']:>6.3f}  {wt}{est}")
+
+
+_CLASSIFY_CHUNK = 512
+
+
 def cmd_classify(args) -> int:
     from hemoflow.classify.infer import classify_images
+    from hemoflow.io.validate import probe_image
 
     t0 = time.perf_counter()
+    good, bad = [], 0
+    for img in args.images:
+        try:
+            probe_image(img)
+        except HemoflowError as e:
+            bad += 1
+            _error(e)
+        else:
+            good.append(img)
 
     def progress(done: int, total: int) -> None:
         if total > 512:  # long runs only; stderr, so --json output stays clean
             print(f"classified {done}/{total} images ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
 
-    results = classify_images(args.images, mpp=args.mpp, tta=not args.no_tta, progress=progress)
+    results = []
+    for i in range(0, len(good), _CLASSIFY_CHUNK):
+        part = good[i : i + _CLASSIFY_CHUNK]
+        try:
+            results += classify_images(part, mpp=args.mpp, tta=not args.no_tta)
+        except HemoflowError:  # a file that passed the header check but does not decode: find it
+            for img in part:
+                try:
+                    results += classify_images([img], mpp=args.mpp, tta=not args.no_tta)
+                except HemoflowError as e:
+                    bad += 1
+                    _error(e)
+        progress(len(results) + bad, len(good))
     if args.json:
         json.dump(results, sys.stdout, indent=2, default=_json_default)
         print()
-    else:
+    elif results:
+        print("image\tWBC type\tprobability")
         for r in results:
             print(f"{r['image']}\t{r['label']}\t{r['probability']:.3f}")
-    return 0
+    return _batch_status(len(results), bad)
 
 
+# -- other commands -------------------------------------------------------------------
 def cmd_train(args) -> int:
     from hemoflow.classify.train import train_from_folder
 
     info = train_from_folder(args.folder, args.out, epochs=args.epochs, seed=args.seed)
     print(json.dumps(info, indent=2, default=_json_default))
-    return 0
+    return EXIT_OK
 
 
 def cmd_ingest(args) -> int:
-    from hemoflow.io import ingest
+    from hemoflow.errors import StorageError
+    from hemoflow.io import ingest, storage
+    from hemoflow.io.validate import check_slide_rgb8, quiet_tifffile
 
-    info = ingest(args.src, args.dest, mpp=args.mpp, overwrite=args.overwrite)
-    print(json.dumps(info.to_dict() if hasattr(info, "to_dict") else vars(info), indent=2, default=str))
-    return 0
+    if not args.any_layout:
+        check_slide_rgb8(args.src)
+    if not args.overwrite and storage.exists(args.dest):
+        raise StorageError(f"{storage.redact(args.dest)}: already exists; pass --overwrite to replace it")
+    with quiet_tifffile():
+        info = ingest(args.src, args.dest, mpp=args.mpp, overwrite=args.overwrite)
+    print(json.dumps(info.to_dict(), indent=2, default=str))
+    return EXIT_OK
 
 
 def cmd_report(args) -> int:
@@ -331,29 +438,63 @@ def cmd_report(args) -> int:
     paths = write_report_from_results(args.results, args.out, pseudonymize_key=key)
     for p in paths:
         print(p)
-    return 0
+    return EXIT_OK
+
+
+def cmd_warmup(args) -> int:
+    from hemoflow.console import warm_kernels
+
+    seconds = warm_kernels()
+    print(f"kernels ready in {seconds:.1f}s")
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"hemoflow: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _cluster_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="local worker processes (default: one per core)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="connect to this Dask scheduler (tcp:// or tls://) instead of starting local workers")
+    p.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
+                   help="tile core side in level-0 px (default 4096, or $HEMOFLOW_TILE_SIZE)")
+    p.add_argument("--tta", action="store_true",
+                   help="classify WBCs with test-time augmentation (8x the classification compute)")
+    p.add_argument("--param", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+                   help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams), e.g. "
+                        "rbc_density_model=0; repeatable; see docs/cli.md")
+    p.add_argument("--tls-ca", default=None, metavar="FILE", help="CA certificate for a tls:// scheduler")
+    p.add_argument("--tls-cert", default=None, metavar="FILE", help="client certificate for a tls:// scheduler")
+    p.add_argument("--tls-key", default=None, metavar="FILE", help="client key for a tls:// scheduler")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="hemoflow", description="Blood-smear slide processing at archive scale.")
-    ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = ap.add_subparsers(dest="command", required=True)
+    from hemoflow import __version__
 
-    def cluster_opts(p):
-        p.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
-        p.add_argument("--scheduler", default=None, help="connect to this scheduler instead of a local cluster")
-        p.add_argument("--tile-size", type=int, default=None, help="tile core size in px")
-        p.add_argument("--tta", action="store_true",
-                       help="classify WBCs with test-time augmentation (8x the classification compute)")
-        p.add_argument("--tls-ca", default=None, help="CA certificate for a tls:// scheduler")
-        p.add_argument("--tls-cert", default=None, help="client certificate for a tls:// scheduler")
-        p.add_argument("--tls-key", default=None, help="client key for a tls:// scheduler")
+    ap = _Parser(prog="hemoflow", description="Blood-smear slide processing at archive scale. "
+                 "Exit status: 0 ok, 1 error, 2 usage, 3 partial (some slides or images failed), "
+                 "130 interrupted; see docs/cli.md.")
+    ap.add_argument("--version", action="version", version=f"hemoflow {__version__}",
+                    help="print the version and exit")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks)")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                           help="what to do; `hemoflow COMMAND --help` lists its options")
 
-    p = sub.add_parser("demo", help="generate a small synthetic archive and run the whole job on it")
+    p = sub.add_parser("demo", help="generate a small synthetic archive and run the whole job on it",
+                       description="Write 3 patients x N synthetic slides with ground truth, process them on "
+                                   "local workers, write the report, and print measured vs true counts.")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--size", type=int, default=8000, help="slide side in px (default 8000)")
-    p.add_argument("--slides-per-patient", type=int, default=2)
-    cluster_opts(p)
+    p.add_argument("--size", type=_positive_int, default=8000, metavar="PX",
+                   help="slide side in px (default 8000)")
+    p.add_argument("--slides-per-patient", type=_positive_int, default=2, metavar="N",
+                   help="slides per patient (default 2)")
+    _cluster_opts(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="process the slides of a manifest CSV, or of a folder / S3 prefix",
@@ -362,25 +503,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
     p.add_argument("manifest", help="CSV with columns slide, patient_id, specimen[, mpp]; or a folder / "
                                     "s3://bucket/prefix whose slides are all processed (needs --patients)")
-    p.add_argument("--patients", default=None,
+    p.add_argument("--patients", default=None, metavar="CSV",
                    help="with a folder or prefix: CSV with columns slide (name or key relative to the prefix), "
                         "patient_id, specimen (optional, default peripheral_blood), mpp (optional)")
-    p.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")
-    p.add_argument("--model", default=None, help="classifier weights file (default: the shipped model)")
-    p.add_argument("--job-id", default=None, help="job id (default: a new random id); give the id of a job whose "
-                                                  "client died to take over its output at once")
+    p.add_argument("--out", required=True, metavar="URL", help="output folder or s3://bucket/prefix")
+    p.add_argument("--model", default=None, metavar="FILE",
+                   help="classifier weights file (default: the shipped model)")
+    p.add_argument("--job-id", default=None, metavar="ID",
+                   help="job id (default: a new random id); give the id of a job whose "
+                        "client died to take over its output at once")
     p.add_argument("--pseudonymize", metavar="KEY", default=None,
                    help="replace patient and slide ids by a keyed hash in every output")
     p.add_argument("--no-tile-records", action="store_true",
                    help="do not record finished tiles (a rerun then redoes unfinished slides whole)")
-    cluster_opts(p)
+    _cluster_opts(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("analyze", help="count and classify the cells of microscope fields (JPEG/PNG/TIFF)")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF fields")
+    p.add_argument("--json", action="store_true", help="print a JSON list (one record per image)")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--mpp", type=float, default=None,
+    scale.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
                        help="µm per pixel (default: estimated from the RBC size; with several images, "
                        "one median estimate for all of them)")
     scale.add_argument("--mpp-per-image", action="store_true",
@@ -388,66 +531,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8 flips and quarter turns per crop)")
+    p.add_argument("--param", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+                   help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams); repeatable")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("classify", help="classify single-cell images (one centred WBC per image)")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--mpp", type=float, default=None, help="µm per pixel of the images")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF images, one cell each")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list of {"image", "label", "probability", "probabilities"}')
+    p.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
+                   help="µm per pixel of the images (default: the PBC camera's, about 0.1)")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per image (default: average over its 8 flips and quarter turns)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("train", help="train a cell classifier from a folder with labels.csv")
-    p.add_argument("folder")
-    p.add_argument("--out", required=True, help="weights file to write")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("folder", help="folder with labels.csv (columns path, label) and the images it lists")
+    p.add_argument("--out", required=True, metavar="FILE", help="weights file to write")
+    p.add_argument("--epochs", type=_positive_int, default=10, metavar="N", help="training epochs (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("ingest", help="convert a TIFF / OME-TIFF / SVS slide to OME-Zarr")
-    p.add_argument("src")
+    p.add_argument("src", help="slide file (local path or s3:// URL)")
     p.add_argument("dest", help="folder or s3:// URL of the .ome.zarr to write")
-    p.add_argument("--mpp", type=float, default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
+                   help="pixel size in µm per pixel (default: read from the file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing image at DEST")
+    p.add_argument("--any-layout", action="store_true",
+                   help="also store images hemoflow cannot process (greyscale, 16-bit, multichannel or z stacks)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("report", help="write the HTML per-patient report of a finished job")
     p.add_argument("results", help="the job's output folder or URL")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
     p.add_argument("--pseudonymize", metavar="KEY", default=None, help="replace patient ids by a keyed hash")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("warmup", help="compile the Numba kernels now (scripts/setup.sh runs this), "
+                                      "so that the first job starts computing at once")
+    p.set_defaults(func=cmd_warmup)
     return ap
 
 
-def _quiet_dask() -> None:
-    """Keep Dask's INFO chatter off the console; the CLI shows its own progress.
+class _DropSlideFailures(logging.Filter):
+    """The CLI reports each failed slide itself, once, at the end of the job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("slide %s failed")
+
+
+def _quiet_console() -> None:
+    """Keep Dask's INFO chatter and tifffile's warnings about broken files off the
+    console; the CLI shows its own progress and one line per failed slide.
 
     Set through the environment so that spawned worker processes inherit it.
     """
     import os
 
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("DASK_LOGGING__TIFFFILE", "critical")
     import dask
 
     dask.config.refresh()
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    logging.getLogger("hemoflow.pipeline.graph").addFilter(_DropSlideFailures())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
-        _quiet_dask()
+        _quiet_console()
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        _error(exc)
+        return EXIT_USAGE
     except HemoflowError as exc:
-        print(f"hemoflow: error: {exc}", file=sys.stderr)
-        return 2
+        logging.getLogger(__name__).debug("error", exc_info=True)
+        _error(exc)
+        return EXIT_ERROR
+    except OSError as exc:  # a file the command itself opens (not wrapped by the library)
+        logging.getLogger(__name__).debug("error", exc_info=True)
+        _error(f"{exc.filename}: {exc.strerror}" if exc.filename else exc)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("hemoflow: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,9 @@
-"""The CLI contracts: ``analyze --json`` output shape, and clear errors on bad input."""
+"""The CLI contracts: ``analyze --json`` output shape, clear errors on bad input, help on
+every option, ``--version`` (more bad inputs in test_cli_errors.py)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+
+from hemoflow.cli import build_parser, main
 
 synth = pytest.importorskip("hemoflow.synth")
 
@@ -48,7 +52,7 @@ def test_analyze_json_contract(field_png):
 
 def test_analyze_missing_file(tmp_path):
     r = _hemoflow("analyze", str(tmp_path / "nope.png"), "--json")
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert "not found" in r.stderr.lower() and "nope.png" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -57,7 +61,7 @@ def test_analyze_corrupt_file(tmp_path):
     p = tmp_path / "bad.jpg"
     p.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     r = _hemoflow("analyze", str(p), "--json")
-    assert r.returncode == 2 and "bad.jpg" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "bad.jpg" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("kind", ["gray", "u16"])
@@ -68,7 +72,7 @@ def test_analyze_non_rgb_or_16bit(tmp_path, kind):
     else:
         tifffile.imwrite(p, np.zeros((64, 64, 3), np.uint16), photometric="rgb")
     r = _hemoflow("analyze", str(p), "--json")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr and f"{p}: " in r.stderr
     assert ("uint16" in r.stderr) if kind == "u16" else ("RGB" in r.stderr or "shape" in r.stderr)
 
 
@@ -77,7 +81,7 @@ def test_run_rejects_bad_manifest_and_writes_nothing(tmp_path):
     m.write_text("slide,patient_id\nx.tif,P1\n")
     out = tmp_path / "out"
     r = _hemoflow("run", str(m), "--out", str(out))
-    assert r.returncode == 2 and "specimen" in r.stderr
+    assert r.returncode == 1 and "specimen" in r.stderr
     assert not out.exists()
 
 
@@ -89,7 +93,7 @@ def test_run_rejects_unwritable_output(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     r = _hemoflow("run", str(m), "--out", str(blocker / "sub"), "--workers", "1")
-    assert r.returncode == 2 and "writ" in r.stderr.lower()
+    assert r.returncode == 1 and "writ" in r.stderr.lower()
 
 
 def test_analyze_several_images_share_one_estimated_mpp(tmp_path):
@@ -135,3 +139,40 @@ def test_classify_json_contract(tmp_path):
     assert [o["probabilities"] for o in outs[()]] != [o["probabilities"] for o in outs[("--no-tta",)]]
     r = _hemoflow("classify", str(tmp_path / "missing.png"))
     assert r.returncode != 0 and "not found" in r.stderr
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+def test_every_option_of_every_command_has_help():
+    parser = build_parser()
+    missing = [f"hemoflow {' '.join(a.option_strings) or a.dest}" for a in parser._actions if not a.help]
+    subs = dict(_subparsers(parser))
+    assert {"demo", "run", "analyze", "classify", "train", "ingest", "report", "warmup"} <= set(subs)
+    helps = {c.dest: c.help for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+             for c in a._choices_actions}
+    for name, sub in subs.items():
+        assert helps.get(name), f"hemoflow {name} has no one-line help"
+        missing += [f"hemoflow {name} {'/'.join(a.option_strings) or a.dest}" for a in sub._actions if not a.help]
+    assert not missing, f"options without help: {missing}"
+
+
+def test_version(capsys):
+    from hemoflow import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"hemoflow {__version__}"
+
+
+def test_table_headers_carry_units(capsys):
+    from hemoflow.cli import _print_patients
+
+    _print_patients([{"patient_id": "P1", "counts": {"wbc": 2, "rbc": 10, "platelet": 1},
+                      "differential": {"neutrophil": {"percent": 50.0}, "lymphocyte": {"percent": 50.0}},
+                      "morphology": {"rbc": {"area_um2_mean": 41.5}}}], truth=None)
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    assert "neutr%" in header and "blast%" in header and "RBC µm²" in header
+    assert row.split()[-1] == "41.5" and "50.0" in row

@@ -22,7 +22,6 @@ import numpy as np
 from hemoflow.classify.config import PBC_CAMERA_MPP, default_weights_path
 from hemoflow.classify.model import WbcClassifier, load_model
 from hemoflow.classify.transforms import prepare_cell_image
-from hemoflow.errors import SlideNotFoundError, SlideReadError
 
 try:  # distributed is a core dependency; keep this module importable without it anyway
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -131,15 +130,10 @@ class ModelPlugin(WorkerPlugin):
 
 
 def _read_rgb(path: str | os.PathLike) -> np.ndarray:
-    from PIL import Image
+    # the reader of `hemoflow analyze` too: greyscale and 16-bit images are refused, not converted
+    from hemoflow.io.validate import read_rgb8
 
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise SlideNotFoundError(f"image not found: {path}") from None
-    except OSError as e:
-        raise SlideReadError(f"cannot decode {path}: {e}") from None
+    return read_rgb8(path)
 
 
 def classify_images(

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from hemoflow.errors import OutputNotWritableError, StorageError, UnsupportedImageError
+from hemoflow.errors import HemoflowError, OutputNotWritableError, StorageError, UnsupportedImageError
 from hemoflow.io import storage
 from hemoflow.io.omezarr import (
     AXIS_ORDER,
@@ -139,7 +139,7 @@ def _codec(name: str) -> Any:
         return [ZstdCodec(level=3)]
     if name == "none":
         return None
-    raise ValueError(f"compressor must be one of {COMPRESSORS}, got {name!r}")
+    raise HemoflowError(f"compressor must be one of {COMPRESSORS}, got {name!r}")
 
 
 def _blocks(h: int, w: int, chunk: int) -> Iterator[tuple[int, int, int, int]]:
@@ -227,12 +227,12 @@ def ingest(
     ((2967, 2220), 0.499, 3)
     """
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 16:
-        raise ValueError(f"chunk must be an integer >= 16, got {chunk!r}")
+        raise HemoflowError(f"chunk must be an integer >= 16, got {chunk!r}")
     chunk = int(chunk)
     if mpp is not None and not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
-        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+        raise HemoflowError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
     if levels is not None and (not isinstance(levels, (int, np.integer)) or levels < 1):
-        raise ValueError(f"levels must be a positive integer, got {levels!r}")
+        raise HemoflowError(f"levels must be a positive integer, got {levels!r}")
     codecs = _codec(compressor)
     threads = max(1, int(threads if threads is not None else min(4, os.cpu_count() or 1)))
 

@@ -196,7 +196,7 @@ def list_keys(prefix: str) -> list[str]:
 
 def tile_records(out: str) -> dict[str, int]:
     """Tile records per slide under ``out``."""
-    from hemoflow.jobs.ledger import Ledger
+    from hemoflow.pipeline.ledger import Ledger
 
     led = Ledger(out)
     return {sid: len(led.stored_tiles(sid)) for sid in SLIDES}

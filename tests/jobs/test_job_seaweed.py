@@ -82,6 +82,6 @@ def test_wrong_secret_is_refused_clearly_without_leaking_it(jt, seaweed_bucket, 
     code = main(["run", f"s3://{seaweed_bucket}/archive/", "--patients", str(csv),
                  "--out", f"s3://{seaweed_bucket}/results/"])
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == 1, err
     assert "hemoflow: error:" in err and ("denied" in err or "credentials" in err or "Signature" in err), err
     assert wrong not in err and jt.SEAWEED_SECRET not in err

@@ -66,7 +66,7 @@ def test_bad_patients_table_is_refused_by_the_cli_before_any_write(folder, tmp_p
     body, msg = BAD[case]
     csv = _csv(tmp_path, "slide,patient_id\n" + body)
     out = tmp_path / "out"
-    assert main(["run", str(folder), "--patients", str(csv), "--out", str(out)]) == 2
+    assert main(["run", str(folder), "--patients", str(csv), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert msg in err, err
     assert not out.exists()
@@ -139,7 +139,7 @@ def test_s3_prefix_manifest(s3_archive, tmp_path):
 def test_s3_bad_patients_table_writes_nothing(s3_archive, tmp_path, capsys, body, msg):
     before = _objects(s3_archive)
     csv = _csv(tmp_path, "slide,patient_id\n" + body)
-    assert main(["run", f"{s3_archive}/archive/", "--patients", str(csv), "--out", f"{s3_archive}/out/"]) == 2
+    assert main(["run", f"{s3_archive}/archive/", "--patients", str(csv), "--out", f"{s3_archive}/out/"]) == 1
     assert msg in capsys.readouterr().err
     assert _objects(s3_archive) == before
 
@@ -148,6 +148,6 @@ def test_s3_csv_manifest_with_missing_object_writes_nothing(s3_archive, tmp_path
     before = _objects(s3_archive)
     csv = _csv(tmp_path, f"slide,patient_id,specimen\n{s3_archive}/archive/a.tif,P1,peripheral_blood\n"
                          f"{s3_archive}/archive/gone.svs,P2,peripheral_blood\n")
-    assert main(["run", str(csv), "--out", f"{s3_archive}/out/"]) == 2
+    assert main(["run", str(csv), "--out", f"{s3_archive}/out/"]) == 1
     assert "row 2: slide not found" in capsys.readouterr().err
     assert _objects(s3_archive) == before

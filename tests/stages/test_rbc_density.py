@@ -14,15 +14,16 @@ from hemoflow.errors import HemoflowError
 from hemoflow.kernels._smear import grow_labels, stain_planes
 from hemoflow.stages import SegmentParams
 from hemoflow.stages import _rbc_density as R
+from hemoflow.training import rbc_density as T
 
 
 def test_density_target_sums_to_the_number_of_centres():
-    t = R.density_target([(10.0, 10.0), (0.5, 30.0), (19.5, 39.5)], (20, 40), sigma_px=2.0)
+    t = T.density_target([(10.0, 10.0), (0.5, 30.0), (19.5, 39.5)], (20, 40), sigma_px=2.0)
     assert t.shape == (20, 40) and t.dtype == np.float32
     assert t.sum() == pytest.approx(3.0, abs=1e-4)  # each Gaussian renormalised inside the array
-    one = R.density_target([(10.0, 10.0)], (20, 40), sigma_px=2.0)
+    one = T.density_target([(10.0, 10.0)], (20, 40), sigma_px=2.0)
     assert np.unravel_index(np.argmax(one), one.shape) in {(10, 10), (9, 9), (9, 10), (10, 9)}
-    assert R.density_target([], (8, 8), 1.0).sum() == 0
+    assert T.density_target([], (8, 8), 1.0).sum() == 0
 
 
 def test_grow_labels_gives_each_pixel_a_nearest_label():
@@ -116,16 +117,16 @@ def test_recalibrated_batchnorm_holds_the_plain_fields_statistics():
     import torch
     torch.set_num_threads(1)
     train, _ = _disc_set(6, seed=4)
-    net = R.train_density(train, width=8, epochs=2, batch=4, seed=0, recal_bn=False)
+    net = T.train_density(train, width=8, epochs=2, batch=4, seed=0, recal_bn=False)
     ods = [od for od, _ in train]
-    R.recalibrate_bn(net, ods)
+    T.recalibrate_bn(net, ods)
     assert not net.training
     with torch.no_grad():
         first = [net[1](net[0](torch.from_numpy(R.pad4(od))[None])) for od in ods]  # unshuffle, conv
     want = torch.stack([f.mean((0, 2, 3)) for f in first]).mean(0)
     assert torch.allclose(net[2].running_mean, want, atol=1e-5)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    R.recalibrate_bn(net, ods)  # idempotent: no memory of training's last batches
+    T.recalibrate_bn(net, ods)  # idempotent: no memory of training's last batches
     for k, v in net.state_dict().items():
         if v.dtype.is_floating_point:
             assert torch.allclose(v, before[k], atol=1e-6), k
@@ -159,7 +160,7 @@ def _disc_set(n, seed, size=48):
             y, x = rng.uniform(4, size - 4, 2)
             od[:, (yy - y) ** 2 + (xx - x) ** 2 < 12.25] += np.float32([0.2, 0.5, 0.3])[:, None]
             cs.append((y, x))
-        out.append((od, R.density_target(cs, (size, size), 2.0)))
+        out.append((od, T.density_target(cs, (size, size), 2.0)))
         counts.append(k)
     return out, np.array(counts)
 
@@ -169,12 +170,12 @@ def test_training_is_seeded_and_learns_to_count():
     torch.set_num_threads(1)
     train, _ = _disc_set(24, seed=1)
     test, truth = _disc_set(12, seed=2)
-    a = R.train_density(train, width=8, epochs=100, batch=8, lr=1e-2, seed=5)
-    b = R.train_density(train, width=8, epochs=2, batch=8, seed=5)
-    c = R.train_density(train, width=8, epochs=2, batch=8, seed=5)
+    a = T.train_density(train, width=8, epochs=100, batch=8, lr=1e-2, seed=5)
+    b = T.train_density(train, width=8, epochs=2, batch=8, seed=5)
+    c = T.train_density(train, width=8, epochs=2, batch=8, seed=5)
     for k, v in b.state_dict().items():
         assert torch.equal(v, c.state_dict()[k]), k
-    pred = np.array([R.predict_total(a, od) for od, _ in test])
+    pred = np.array([T.predict_total(a, od) for od, _ in test])
     err = np.abs(pred - truth).mean()
     assert err < 0.5 * np.abs(truth - truth.mean()).mean(), (err, pred.round(2), truth)
     assert np.corrcoef(pred, truth)[0, 1] > 0.9
@@ -182,14 +183,14 @@ def test_training_is_seeded_and_learns_to_count():
 
 def test_saved_weights_round_trip_and_missing_file_error(tmp_path):
     train, _ = _disc_set(8, seed=4)
-    net = R.train_density(train, width=8, epochs=1, batch=8, seed=0)
+    net = T.train_density(train, width=8, epochs=1, batch=8, seed=0)
     p = tmp_path / "d.pt"
-    digest = R.save_density_model(net, p, {"width": 8, "note": "toy"})
+    digest = T.save_density_model(net, p, {"width": 8, "note": "toy"})
     assert digest == hashlib.sha256(p.read_bytes()).hexdigest()
     od = train[0][0]
     got = R.rbc_density(od, path=str(p))
     assert got.shape == (12, 12)
-    assert got.sum() == pytest.approx(R.predict_total(net, od), rel=1e-4)  # fused BN == eval BN
+    assert got.sum() == pytest.approx(T.predict_total(net, od), rel=1e-4)  # fused BN == eval BN
     with pytest.raises(HemoflowError, match="rbc_density_model=False"):
         R.load_density_model(str(tmp_path / "missing.pt"))
 
@@ -292,9 +293,9 @@ def test_int8_copy_tracks_the_fp32_network(tmp_path):
     require("x86" in torch.backends.quantized.supported_engines, "no x86 int8 backend (the product's int8 engine)")
     torch.set_num_threads(1)
     train, _ = _disc_set(16, seed=6)
-    net = R.train_density(train, width=8, epochs=40, batch=8, lr=1e-2, seed=1)
+    net = T.train_density(train, width=8, epochs=40, batch=8, lr=1e-2, seed=1)
     p = tmp_path / "q.pt"
-    R.save_density_model(net, p, {"width": 8}, int8_state=R.quantize(net, [od for od, _ in train]))
+    T.save_density_model(net, p, {"width": 8}, int8_state=T.quantize(net, [od for od, _ in train]))
     qnet, meta = R.load_density_model(str(p))
     fnet, fmeta = R.load_density_model(str(p), False)
     assert meta["int8"] and not fmeta["int8"]

@@ -9,7 +9,7 @@ from _require import require_import
 import zarr
 
 from hemoflow.errors import HemoflowError
-from hemoflow.report.labels import CLASS_VALUES, write_points_labels
+from hemoflow.io.labels import CLASS_VALUES, write_points_labels
 
 H, W, MPP = 600, 1000, 0.5
 
