@@ -47,6 +47,7 @@ from hemoflow.errors import HemoflowError
 from hemoflow.report.overlays import to_png_bytes
 from hemoflow.report.svg import FLAG_COLORS
 from hemoflow.stats.clinical import blast_likeness, cell_labels
+from hemoflow.stats.reference import BAND_RANGE, IG_RANGE, explain_range_flag
 
 __all__ = [
     "GALLERY_MAX",
@@ -59,6 +60,7 @@ __all__ = [
     "read_review_crops",
     "review_section",
     "review_notes",
+    "review_sentences",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,6 @@ UNCERTAIN_BELOW = 0.6
 BLAST_LIKE_FROM = 0.2
 
 _FIELDS = ("y", "x", "label", "confidence", "p_blast", "likeness")
-_REVIEW_COLORS = {"review": FLAG_COLORS["high"], "none": FLAG_COLORS["within"]}
 
 
 def review_candidates(labels: pd.DataFrame) -> np.ndarray:
@@ -184,7 +185,7 @@ def _pct(v: Any) -> str:
 
 
 def _badge(flag: str) -> str:
-    color = _REVIEW_COLORS.get(flag, FLAG_COLORS.get(flag, "#616161"))
+    color = FLAG_COLORS.get(flag, "#616161")
     return f'<span class="flag" style="background:{color}">{escape(flag.replace("_", " "))}</span>'
 
 
@@ -321,3 +322,28 @@ def review_notes(summary: Mapping[str, Any]) -> list[str]:
         if (summary.get(key) or {}).get("flag") == "high":
             notes.append(f"{name} high")
     return notes
+
+
+def review_sentences(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(flag, sentence)`` in plain words for the blast review, IG %, band % and the cells
+    the model could not identify, for the page's list of flags."""
+    out = []
+    b = summary.get("blast") or {}
+    if b.get("review") == "review":
+        out.append(("review", f"{b['confident_count']} blast(s) called with p(blast) ≥ "
+                              f"{b['review_min_confidence']:g} in peripheral blood, where blasts do not "
+                              "circulate in health: check them in the review gallery."))
+    elif b.get("review") == "none":
+        out.append(("none", f"No blast called with p(blast) ≥ {b['review_min_confidence']:g}."))
+    for key, ref in (("ig", IG_RANGE), ("band", BAND_RANGE)):
+        d = summary.get(key)
+        if d and d.get("flag") not in (None, "not_applicable"):
+            out.append((d["flag"], explain_range_flag(
+                ref.name, d["flag"], percent=d["percent"], ci_low=d["ci_low"], ci_high=d["ci_high"],
+                ref_low=ref.low, ref_high=d["ref_high"], n=d["n"], cells_to_resolve=d["cells_to_resolve"])))
+    rej = summary.get("not_identifiable")
+    if rej and rej["count"]:
+        out.append(("counted_apart", f"{rej['count']} of {rej['n']} classified white cells ({_pct(rej['percent'])} %, "
+                                      f"95 % interval {_pct(rej['ci_low'])} to {_pct(rej['ci_high'])} %) could not be "
+                                      "identified; they are left out of every percentage and shown in the gallery."))
+    return out

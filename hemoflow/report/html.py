@@ -37,7 +37,7 @@ from PIL import Image
 
 from hemoflow.errors import HemoflowError, OutputNotWritableError
 from hemoflow.pseudonym import pseudonymize
-from hemoflow.report.gallery import read_review_crops, review_notes, review_section
+from hemoflow.report.gallery import read_review_crops, review_notes, review_section, review_sentences
 from hemoflow.report.overlays import CLASS_COLORS, draw_cells, to_png_bytes
 from hemoflow.report.svg import FLAG_COLORS, IntervalRow, histogram_plot, interval_plot
 from hemoflow.stats.reference import explain_cutoff_flag, explain_range_flag
@@ -140,8 +140,9 @@ def _flag_sentences(s: Mapping[str, Any]) -> list[tuple[str, str]]:
             cutoff=d["cutoff"], n=d["n"], cells_to_resolve=d["cells_to_resolve"],
         )
         out.append((d["flag"], text))
+    out += review_sentences(s)
     # Abnormal findings first, then undecided, then normal.
-    rank = {"high": 0, "low": 0, "above": 0, "indeterminate": 1}
+    rank = {"high": 0, "low": 0, "above": 0, "review": 0, "indeterminate": 1}
     return sorted(out, key=lambda t: rank.get(t[0], 2))
 
 
@@ -162,6 +163,7 @@ def _counts_section(s: Mapping[str, Any]) -> str:
         ("Red cells", f"{c['rbc']:,}"),
         ("White cells (nucleated red cells excluded)", f"{c['wbc']:,}"),
         ("White cells classified (differential count)", f"{c['wbc_classified']:,}"),
+        ("White cells not identifiable (outside every percentage)", f"{c.get('wbc_not_identifiable', 0):,}"),
         ("Platelets", f"{c['platelet']:,}"),
         ("Nucleated red cells per 100 WBC", _num(s["nucleated_rbc_per_100_wbc"])),
         ("WBC : RBC ratio", _num(s["wbc_rbc_ratio"], "{:.5f}")),

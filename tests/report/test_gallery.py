@@ -125,6 +125,12 @@ def test_report_page_has_the_gallery(tmp_path):
     assert [float(v) for v in re.findall(r'data-likeness="([0-9.]+)"', gallery)] == [
         0.97, 0.97, 0.91, 0.91, 0.30, 0.30, 0.25, 0.25, 0.05, 0.05, 0.0, 0.0]
     assert "blast review" in gallery and "immature granulocytes" in gallery and "not identifiable" in gallery
+    flags = page[page.index("Flags in plain words"):page.index("<h2>Counts")]
+    assert "4 blast(s) called with p(blast) ≥ 0.9 in peripheral blood" in flags
+    assert "Immature granulocytes were 0.0 % of 12 counted white cells" in flags
+    assert "2 of 14 classified white cells (14.3 %" in flags
+    # the review sentence is an abnormal finding: listed first
+    assert flags.index("blast(s) called") < flags.index("Immature granulocytes were")
     index = _report(tmp_path)[1].read_text(encoding="utf-8")
     assert "blasts to review" in index
 

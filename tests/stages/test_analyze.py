@@ -26,7 +26,7 @@ def test_missing_and_corrupt_files(tmp_path):
         analyze_image(bad)
     gray = tmp_path / "gray.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(gray)
-    with pytest.raises(UnsupportedImageError, match="dtype"):
+    with pytest.raises(UnsupportedImageError, match="RGB"):
         analyze_image(gray, mpp=0.25)
 
 
