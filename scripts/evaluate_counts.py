@@ -18,7 +18,10 @@ script prints, per split:
 * platelet MAE vs ``platelets_txl``;
 * throughput in megapixels per second, single-threaded;
 
-each with its 95 % interval (Wilson for the exact-count rate, a percentile bootstrap over
+``--network-count`` also scores the red-cell density network alone (density summed over the
+field, rounded; the int8 copy the product runs) against ``rbc_txl``.
+
+Each figure comes with its 95 % interval (Wilson for the exact-count rate, a percentile bootstrap over
 fields, 2,000 resamples, for the others). The models scored are the shipped ones, as
 ``hemoflow analyze`` runs them (the int8 red-cell density network where the CPU has the
 x86 int8 engine); their files and SHA-256 prefixes are printed.
@@ -134,11 +137,27 @@ def figures(rows: list[dict]) -> dict:
         for key, f in (("rbc_mape", _mape), ("rbc_mae", _mae), ("rbc_r", _r)):
             out[key] = (f(p, t), *bootstrap(f, p, t), len(rb))
         out["rbc_bias"] = (float(np.mean(p - t)), *bootstrap(lambda a, b: float(np.mean(a - b)), p, t), len(rb))
+    nw = [r for r in rb if r.get("net_rbc") is not None]
+    if nw:
+        p, t = np.array([r["net_rbc"] for r in nw], float), np.array([r["rbc_txl"] for r in nw], float)
+        for key, f in (("net_rbc_mape", _mape), ("net_rbc_r", _r)):
+            out[key] = (f(p, t), *bootstrap(f, p, t), len(nw))
     pl = [r for r in rows if r["platelets_txl"] is not None]
     if pl:
         p, t = np.array([r["platelets"] for r in pl], float), np.array([r["platelets_txl"] for r in pl], float)
         out["platelet_mae"] = (_mae(p, t), *bootstrap(_mae, p, t), len(pl))
     return out
+
+
+def network_count(rgb, mpp: float, params) -> float:
+    """The density network's own count of a field: its density summed, rounded."""
+    from hemoflow.kernels._smear import stain_planes
+    from hemoflow.stages import calibrate
+    from hemoflow.stages._rbc_density import rbc_density
+
+    cal = calibrate(rgb, params=params, mpp=mpp)
+    _, _, od = stain_planes(rgb, cal.downsample, cal.background, od=True, upsample=cal.upsample)
+    return float(np.rint(rbc_density(od).sum()))
 
 
 def shipped_models() -> str:
@@ -207,6 +226,9 @@ def summarize(rows: list[dict]) -> list[str]:
             f"  RBC vs rbc_txl (n={f['rbc_mape'][3]}):   MAPE {ci('rbc_mape', '.1%')}  MAE {ci('rbc_mae', '.2f')}"
             f"  r {ci('rbc_r', '.3f')}  bias {f['rbc_bias'][0]:+5.2f}"
         )
+    if "net_rbc_mape" in f:
+        out.append(f"  density network alone vs rbc_txl (n={f['net_rbc_mape'][3]}): MAPE {ci('net_rbc_mape', '.1%')}"
+                   f"  r {ci('net_rbc_r', '.3f')}")
     if "platelet_mae" in f:
         out.append(f"  platelets vs platelets_txl (n={f['platelet_mae'][3]}): MAE {ci('platelet_mae', '.3f')}")
     mp = sum(r["pixels"] for r in rows) / 1e6
@@ -234,6 +256,8 @@ def main(argv=None) -> int:
                     "network")
     ap.add_argument("--preprocess", choices=("equalize", "flatfield"), default=None,
                     help="extra whole-field step before analysis (ablation only)")
+    ap.add_argument("--network-count", action="store_true",
+                    help="also score the red-cell density network alone (the shipped int8 copy)")
     ap.add_argument("--results", type=Path, default=None, metavar="RESULTS_JSON",
                     help="add this run's headline figures to a results file (default runs over all fields only)")
     args = ap.parse_args(argv)
@@ -285,12 +309,18 @@ def main(argv=None) -> int:
         else:
             res = analyze_image(path, params=params, mpp=mpp, density_weights=fold)
         dt = time.perf_counter() - t0 + est_s / len(truth)
+        net_rbc = None
+        if args.network_count and _num(t["rbc_txl"]) is not None:
+            if args.density_folds or args.preprocess or mpp is None:
+                raise SystemExit("--network-count scores the shipped network at the folder's pixel size only")
+            net_rbc = network_count(read_image(path), mpp, params)
         with Image.open(path) as im:
             w_, h_ = im.size
         rows.append(
             {
                 "image": t["image"],
                 "split": bccd_split(t["image"]),
+                "net_rbc": net_rbc,
                 "wbc": res["wbc"],
                 "rbc": res["rbc"],
                 "platelets": res["platelets"],
@@ -344,6 +374,8 @@ HEADLINE = {
     "rbc_mape": ("RBC count MAPE", "%", 100.0, 1, "TXL re-annotation"),
     "rbc_r": ("RBC count Pearson r", "", 1.0, 3, "TXL re-annotation"),
     "platelet_mae": ("Platelet count MAE", "cells", 1.0, 3, "TXL re-annotation"),
+    "net_rbc_mape": ("RBC density network alone (int8), count MAPE", "%", 100.0, 1, "TXL re-annotation"),
+    "net_rbc_r": ("RBC density network alone (int8), Pearson r", "", 1.0, 3, "TXL re-annotation"),
 }
 
 
@@ -361,7 +393,8 @@ def result_records(rows: list[dict], split: str, models: str) -> list[dict]:
             "ci_high": round(hi * scale, 4), "unit": unit, "digits": digits, "n": n,
             "data": f"BCCD {split} fields (hemoflow.training.splits), against the {ref}",
             "kind": kind, "model": models,
-            "command": "python scripts/evaluate_counts.py ../shared/data/bccd",
+            "command": "python scripts/evaluate_counts.py ../shared/data/bccd"
+                       + (" --network-count" if key.startswith("net_") else ""),
         })
     return out
 
