@@ -67,9 +67,9 @@ class JobConfig:
     ----------
     tile_size : int
         Side of a tile's core in level-0 pixels. Chosen by measurement
-        (``docs/experiments/performance.md``): at 4096 (0.25 µm/px) a tile task takes about 0.55 s on
-        one core with scheduler overhead 0.2-0.3 %, and the halo adds 11 % of pixels;
-        larger tiles cost no less per pixel and hold more memory.
+        (``docs/performance.md``): at 4096 the scheduler's overhead per task is a fraction
+        of a percent and the halo adds about a tenth of the pixels; larger tiles cost no
+        less per pixel and hold more memory.
     halo_um : float or None
         Halo around each core, in µm. ``None`` derives it from the segmentation
         parameters (largest cell diameter plus filter margins) and the crop window.

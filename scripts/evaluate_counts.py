@@ -71,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from hemoflow.analyze import analyze_image, estimate_shared_mpp, read_image  # noqa: E402
-from hemoflow.stages import SegmentParams  # noqa: E402
+from hemoflow.training.ablation import AblationParams  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
@@ -194,7 +194,7 @@ def _preprocess(rgb: np.ndarray, how: str | None) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def _parse_params(items: list[str]) -> SegmentParams:
+def _parse_params(items: list[str]) -> AblationParams:
     d = {}
     for it in items:
         k, _, v = it.partition("=")
@@ -202,7 +202,7 @@ def _parse_params(items: list[str]) -> SegmentParams:
             d[k] = tuple(float(x) for x in v.split(",")) if "," in v else float(v)
         except ValueError:
             d[k] = v
-    return SegmentParams(**d)
+    return AblationParams(**d)
 
 
 def summarize(rows: list[dict]) -> list[str]:

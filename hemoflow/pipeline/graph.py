@@ -38,17 +38,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hemoflow.config import JobConfig
-from hemoflow.pipeline.work import Manifest
 from hemoflow.pipeline import tasks
+from hemoflow.pipeline.work import Manifest
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JobRunner", "gpu_workers"]
 
 #: With a GPU worker, a classify task pools this many ``batch_size`` batches of crops: per
-#: task costs (concatenating crops, transfers, labels) dominate small tasks. On one H100,
-#: ``benchmarks/classify.py --worker`` measured 37-42k cells/s with 512 crops per task and
-#: 53-59k with 4096 (docs/experiments/performance.md).
+#: task costs (concatenating crops, transfers, labels) dominate small tasks: on a GPU,
+#: 4096 crops per task classify about 40 % more cells per second than 512
+#: (``benchmarks/classify.py --worker``, docs/performance.md).
 GPU_POOL_BATCHES = 8
 
 
