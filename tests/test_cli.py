@@ -168,9 +168,9 @@ def test_version(capsys):
 
 
 def test_table_headers_carry_units(capsys):
-    from hemoflow.cli import _print_patients
+    from hemoflow.console import print_patients
 
-    _print_patients([{"patient_id": "P1", "counts": {"wbc": 2, "rbc": 10, "platelet": 1},
+    print_patients([{"patient_id": "P1", "counts": {"wbc": 2, "rbc": 10, "platelet": 1},
                       "differential": {"neutrophil": {"percent": 50.0}, "lymphocyte": {"percent": 50.0}},
                       "morphology": {"rbc": {"area_um2_mean": 41.5}}}], truth=None)
     header, _, row = capsys.readouterr().out.splitlines()[:3]
