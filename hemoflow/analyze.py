@@ -82,6 +82,7 @@ def analyze_image(
     crop: CropSpec | None = None,
     name: str | None = None,
     tta: bool = False,
+    density_weights: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Analyse one field and return counts plus one record per cell.
 
@@ -103,6 +104,9 @@ def analyze_image(
         Classify WBCs with test-time augmentation (``classifier.predict(crops, tta=True)``:
         the softmax averaged over 8 flips and quarter turns). Off by default, as in the
         tiled pipeline, so both give the same types.
+    density_weights : path, optional
+        Red-cell density weights instead of the shipped ones (evaluation only, e.g. the
+        cross-validation fold network that did not see this field).
 
     Returns
     -------
@@ -127,7 +131,7 @@ def analyze_image(
             crop = CropSpec(size=int(io.input_size), mpp=float(io.mpp))
         else:
             crop = CropSpec()
-    res = analyze_field(arr, mpp=mpp, params=params, crop=crop)
+    res = analyze_field(arr, mpp=mpp, params=params, crop=crop, density_weights=density_weights)
     t = res.table
     cls = t["cls"]
     wbc_types: dict[int, tuple[str, float]] = {}

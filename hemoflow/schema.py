@@ -1,4 +1,4 @@
-"""Names shared by every layer: cell classes, WBC types and the cell-table columns.
+"""Names shared by every layer: cell classes, WBC types, the cell-table columns and the cells' colours.
 
 A cell table is a ``dict[str, numpy.ndarray]`` of equal-length 1-D columns (like
 ``skimage.measure.regionprops_table``); the pipeline turns it into a pandas/arrow table
@@ -67,3 +67,30 @@ SLIDE_COLUMNS: dict[str, str] = {
     "y_um": "f8",
     "x_um": "f8",
 }
+
+
+#: Outline colours per cell class, chosen to stand out on a Romanowsky-stained smear.
+CLASS_COLORS: dict[str, tuple[int, int, int]] = {
+    "rbc": (0, 150, 230),
+    "wbc": (255, 150, 0),
+    "platelet": (0, 170, 70),
+}
+
+#: Colours of the classifier's WBC labels (QuPath classes, legends).
+WBC_TYPE_COLORS: dict[str, tuple[int, int, int]] = {
+    "neutrophil": (255, 150, 0),
+    "lymphocyte": (120, 80, 220),
+    "monocyte": (150, 100, 50),
+    "eosinophil": (240, 60, 60),
+    "basophil": (40, 40, 160),
+    "blast": (230, 0, 230),
+    "ig": (255, 210, 0),
+    "erythroblast": (160, 0, 40),
+    "platelet": (0, 170, 70),
+}
+
+def cell_color(cls: str, wbc_type: str = "") -> tuple[int, int, int]:
+    """Colour of a cell: its WBC label's colour for classified WBCs, else its class colour."""
+    if cls == "wbc" and wbc_type in WBC_TYPE_COLORS:
+        return WBC_TYPE_COLORS[wbc_type]
+    return CLASS_COLORS.get(cls, (128, 128, 128))

@@ -40,7 +40,6 @@ the image name < 64) that parameter choices were never tuned on; ``dev`` is the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import math
@@ -58,7 +57,6 @@ import numpy as np  # noqa: E402
 
 from hemoflow.analyze import analyze_image, estimate_shared_mpp, read_image  # noqa: E402
 from hemoflow.stages import SegmentParams  # noqa: E402
-from hemoflow.stages._rbc_density import weights_override  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
@@ -208,12 +206,11 @@ def main(argv=None) -> int:
         path = args.data_dir / "JPEGImages" / f"{t['image']}.jpg"
         fold = folds.get(t["image"])
         t0 = time.perf_counter()
-        with weights_override(fold) if fold else contextlib.nullcontext():
-            if args.preprocess:
-                res = analyze_image(_preprocess(read_image(path), args.preprocess), params=params, name=t["image"],
-                                    mpp=mpp)
-            else:
-                res = analyze_image(path, params=params, mpp=mpp)
+        if args.preprocess:
+            res = analyze_image(_preprocess(read_image(path), args.preprocess), params=params, name=t["image"],
+                                mpp=mpp, density_weights=fold)
+        else:
+            res = analyze_image(path, params=params, mpp=mpp, density_weights=fold)
         dt = time.perf_counter() - t0 + est_s / len(truth)
         with Image.open(path) as im:
             w_, h_ = im.size

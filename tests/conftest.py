@@ -1,7 +1,8 @@
 """Fixtures shared by the whole suite.
 
 - ``data_dir``: the real data in ``../shared/data`` (or ``$HEMOFLOW_DATA``); tests that
-  need it are skipped with a clear reason when it is absent.
+  need it are skipped with a clear reason when it is absent (they fail under ``CI=true``:
+  see ``_require.require``).
 - ``s3_server``: a real moto S3 server on loopback (a separate process), with the AWS
   variables pointed at it for the duration of the test session.
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _require import require
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +35,7 @@ def _find_data_dir() -> Path | None:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     d = _find_data_dir()
-    if d is None:
-        pytest.skip("real data not found: set HEMOFLOW_DATA or place it at ../shared/data")
+    require(d is not None, "real data not found: set HEMOFLOW_DATA or place it at ../shared/data")
     return d
 
 

@@ -63,7 +63,7 @@ def _pseudonymized(m: Manifest, key: bytes) -> Manifest:
     """The manifest with patient and slide ids replaced by keyed pseudonyms."""
     import dataclasses
 
-    from hemoflow.report.html import pseudonymize
+    from hemoflow.pseudonym import pseudonymize
 
     entries = tuple(
         dataclasses.replace(e, patient_id=pseudonymize(e.patient_id, key),

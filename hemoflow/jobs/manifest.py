@@ -22,11 +22,11 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hemoflow.errors import ManifestError, SlideNotFoundError
+from hemoflow.pipeline.work import Manifest, SlideEntry
 
 __all__ = ["SlideEntry", "Manifest", "load_manifest", "load_prefix_manifest", "list_slides", "SPECIMENS",
            "REQUIRED_COLUMNS", "SLIDE_SUFFIXES"]
@@ -39,43 +39,6 @@ SLIDE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".svs")
 ZARR_SUFFIX = ".ome.zarr"
 DEFAULT_SPECIMEN = "peripheral_blood"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class SlideEntry:
-    """One validated manifest row."""
-
-    slide: str  # absolute path or URL
-    slide_id: str  # unique, filesystem-safe name used for outputs
-    patient_id: str
-    specimen: str
-    mpp: float | None = None
-    private: bool = False  # ids are pseudonyms: outputs must not show the source path
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "slide": self.slide,
-            "slide_id": self.slide_id,
-            "patient_id": self.patient_id,
-            "specimen": self.specimen,
-            "mpp": self.mpp,
-        }
-
-
-@dataclass(frozen=True)
-class Manifest:
-    entries: tuple[SlideEntry, ...]
-    source: str = "<memory>"
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self):
-        return iter(self.entries)
-
-    @property
-    def patients(self) -> list[str]:
-        return sorted({e.patient_id for e in self.entries})
 
 
 def _is_url(s: str) -> bool:

@@ -148,7 +148,7 @@ def split_labels(labels: np.ndarray, out: np.ndarray, boxes: np.ndarray, ks: np.
                  iters: int = 8) -> int:
     """Cut each region ``L`` of ``labels`` with ``ks[L] >= 2`` into ``min(ks[L], area)``
     parts by :func:`kmeans_parts` (coordinates relative to its box ``boxes[L]``, as
-    :func:`hemoflow.kernels._smear.label_bboxes` gives). Part 0 keeps what ``out`` holds;
+    :func:`hemoflow.kernels._labelops.label_bboxes` gives). Part 0 keeps what ``out`` holds;
     part ``j >= 1`` is written into ``out`` as a new id, counting up from ``first_id`` in
     label order. Returns the next unused id."""
     labels = np.ascontiguousarray(labels, np.int32)

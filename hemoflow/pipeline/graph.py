@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hemoflow.config import JobConfig
-from hemoflow.jobs.manifest import Manifest
+from hemoflow.pipeline.work import Manifest
 from hemoflow.pipeline import tasks
 
 log = logging.getLogger(__name__)

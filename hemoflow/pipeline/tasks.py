@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from hemoflow.config import JobConfig
-from hemoflow.jobs.ledger import Ledger, slide_key, tile_key, work_key
-from hemoflow.jobs.manifest import SlideEntry
+from hemoflow.pipeline.ledger import Ledger, slide_key, tile_key, work_key
+from hemoflow.pipeline.work import SlideEntry
 from hemoflow.pipeline.tiles import (Tile, analyze_window, concat_tables, halo_margin_um, halo_pixels, plan_tiles,
                                     window_align)
 
@@ -315,6 +315,7 @@ def finalize_slide(plan: SlidePlan, tiles: list[TileResult], labels: list[tuple[
     import pandas as pd
 
     from hemoflow.io import storage
+    from hemoflow.report.gallery import write_review_crops
 
     order = sorted(range(len(tiles)), key=lambda i: tiles[i].tile)
     tables, types, confs = [], [], []
@@ -342,8 +343,10 @@ def finalize_slide(plan: SlidePlan, tiles: list[TileResult], labels: list[tuple[
     df.insert(1, "patient_id", plan.entry.patient_id)
     df["y_um"] = df["y"] * plan.mpp
     df["x_um"] = df["x"] * plan.mpp
-    df = df.sort_values(["y", "x"], kind="stable").reset_index(drop=True)
     base = f"{out_url.rstrip('/')}/slides/{plan.entry.slide_id}"
+    # before sorting: the wbc rows are still in the order of the tiles' crops
+    write_review_crops(f"{base}/review_crops.npz", df, [tiles[i].crops for i in order])
+    df = df.sort_values(["y", "x"], kind="stable").reset_index(drop=True)
     storage.atomic_write_bytes(f"{base}/cells.parquet", _parquet_bytes(df))
     write_viewer_outputs(plan, df, base)
     summary = slide_summary(plan, df, tiles)
@@ -362,7 +365,7 @@ def write_viewer_outputs(plan: SlidePlan, df, base: str) -> None:
 
     from hemoflow.io import storage
     from hemoflow.report.geojson import cells_to_geojson
-    from hemoflow.report.labels import write_points_labels
+    from hemoflow.io.labels import write_points_labels
 
     fc = cells_to_geojson(df, mpp=plan.mpp)
     storage.atomic_write_bytes(f"{base}/cells.geojson", json.dumps(fc, separators=(",", ":")).encode())

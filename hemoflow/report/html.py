@@ -4,12 +4,14 @@ Every page stands alone: images are inlined as ``data:image/png;base64`` URIs, p
 inline SVG, styles are inline; nothing is fetched from the network, so a page can be
 mailed or archived as one file.
 
-A patient page shows, in this order: the research-use notice; the flags explained in
-plain words; counts and ratios; the differential, blast % and immature fraction with
-their 95 % intervals drawn against the reference bands and the 20 % cut-off; bone-marrow
-M:E ratio and maturation stages (marrow specimens); RBC/WBC/platelet morphology; the RBC
-size histogram; and a QC thumbnail of each slide with every detected cell outlined in
-its class colour.
+A patient page shows, in this order: the research-use notice; the review section, what
+a haematologist checks first (:mod:`hemoflow.report.gallery`: blast review, IG %, band %,
+not-identifiable cells, bone-marrow M:E ratio and maturation table, and the gallery of
+blast and uncertain-cell crops); the flags explained in plain words; counts and ratios;
+the differential, blast % and immature fraction with their 95 % intervals drawn against
+the reference bands and the 20 % cut-off; RBC/WBC/platelet morphology; the RBC size
+histogram; and a QC thumbnail of each slide with every detected cell outlined in its
+class colour.
 
 Pseudonymisation: with ``pseudonymize_key``, patient ids are replaced everywhere (page
 text, file names) by :func:`pseudonymize`, and slide names by the same keyed hash with an
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -36,6 +36,8 @@ import pandas as pd
 from PIL import Image
 
 from hemoflow.errors import HemoflowError, OutputNotWritableError
+from hemoflow.pseudonym import pseudonymize
+from hemoflow.report.gallery import read_review_crops, review_notes, review_section, review_sentences
 from hemoflow.report.overlays import CLASS_COLORS, draw_cells, to_png_bytes
 from hemoflow.report.svg import FLAG_COLORS, IntervalRow, histogram_plot, interval_plot
 from hemoflow.stats.reference import explain_cutoff_flag, explain_range_flag
@@ -65,26 +67,6 @@ ul.flags li{margin:4px 0}.muted{color:#666}.legend span{display:inline-block;mar
 figure{margin:10px 0}figure img{max-width:100%;border:1px solid #ccc}figcaption{color:#555;font-size:.9em}
 footer{margin-top:2em;color:#666;font-size:.85em}
 """
-
-
-def pseudonymize(patient_id: str, key: bytes, *, prefix: str = "P-", length: int = 12) -> str:
-    """Keyed pseudonym of an identifier: ``prefix`` + the first ``length`` hex digits of
-    HMAC-SHA256(key, id).
-
-    The same key always maps an id to the same pseudonym; without the key the id cannot
-    be recovered or confirmed by hashing guesses.
-
-    Examples
-    --------
-    >>> pseudonymize("patient-001", b"secret")
-    'P-326cf52d675e'
-    """
-    if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-        raise HemoflowError("pseudonymize_key must be non-empty bytes")
-    if not 4 <= int(length) <= 64:
-        raise HemoflowError(f"length must be between 4 and 64, got {length!r}")
-    digest = hmac.new(bytes(key), str(patient_id).encode("utf-8"), hashlib.sha256).hexdigest()
-    return prefix + digest[: int(length)]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -158,8 +140,9 @@ def _flag_sentences(s: Mapping[str, Any]) -> list[tuple[str, str]]:
             cutoff=d["cutoff"], n=d["n"], cells_to_resolve=d["cells_to_resolve"],
         )
         out.append((d["flag"], text))
+    out += review_sentences(s)
     # Abnormal findings first, then undecided, then normal.
-    rank = {"high": 0, "low": 0, "above": 0, "indeterminate": 1}
+    rank = {"high": 0, "low": 0, "above": 0, "review": 0, "indeterminate": 1}
     return sorted(out, key=lambda t: rank.get(t[0], 2))
 
 
@@ -180,6 +163,7 @@ def _counts_section(s: Mapping[str, Any]) -> str:
         ("Red cells", f"{c['rbc']:,}"),
         ("White cells (nucleated red cells excluded)", f"{c['wbc']:,}"),
         ("White cells classified (differential count)", f"{c['wbc_classified']:,}"),
+        ("White cells not identifiable (outside every percentage)", f"{c.get('wbc_not_identifiable', 0):,}"),
         ("Platelets", f"{c['platelet']:,}"),
         ("Nucleated red cells per 100 WBC", _num(s["nucleated_rbc_per_100_wbc"])),
         ("WBC : RBC ratio", _num(s["wbc_rbc_ratio"], "{:.5f}")),
@@ -218,26 +202,6 @@ def _differential_section(s: Mapping[str, Any]) -> str:
         "<th>Flag</th><th title='total white cells that would settle the flag if the proportion held'>"
         f"Cells to settle (total)</th></tr>{trs}</table>"
     )
-
-
-def _marrow_section(s: Mapping[str, Any]) -> str:
-    m = s.get("marrow")
-    if not m:
-        return ""
-    me = _num(m["me_ratio"], "{:.2f}", none=f"unavailable ({m['me_ratio_note']})")
-    parts = [
-        "<h2>Bone marrow</h2>",
-        f"<p>M:E ratio <b>{escape(me)}</b> ({m['myeloid']} myeloid / {m['erythroid']} erythroid cells).</p>",
-    ]
-    if m["stages_available"]:
-        trs = "".join(
-            f"<tr><td>{escape(k.replace('_', ' '))}</td><td>{v['count']}</td><td>{_num(v['percent'])}</td></tr>"
-            for k, v in m["stages"].items()
-        )
-        parts.append(f"<table><tr><th>Maturation stage</th><th>Count</th><th>%</th></tr>{trs}</table>")
-    else:
-        parts.append(f"<p>Maturation-stage distribution unavailable: {escape(m['stages_note'])}.</p>")
-    return "".join(parts)
 
 
 def _morphology_section(s: Mapping[str, Any]) -> str:
@@ -305,6 +269,7 @@ def write_report(
     thumbnails: Mapping[str, tuple[np.ndarray, float]] | None = None,
     cells: pd.DataFrame | None = None,
     pseudonymize_key: bytes | None = None,
+    review_crops: Mapping[str, Mapping[str, np.ndarray] | None] | None = None,
 ) -> list[Path]:
     """Write one self-contained HTML page per patient and an ``index.html``.
 
@@ -325,6 +290,9 @@ def write_report(
         Cell table with a ``slide`` column, for the QC overlays.
     pseudonymize_key : bytes, optional
         Replace patient ids and slide names by keyed pseudonyms (:func:`pseudonymize`).
+    review_crops : mapping, optional
+        Slide name -> its review crops (:func:`hemoflow.report.gallery.read_review_crops`,
+        None where the slide has none), for the review gallery.
 
     Returns
     -------
@@ -367,10 +335,11 @@ def write_report(
             f"<p>Specimen: <b>{escape(p['specimen'].replace('_', ' '))}</b>. Slides ({len(shown)}): "
             f"{escape(', '.join(shown)) or '–'}. Intervals are exact (Clopper–Pearson) "
             f"{p.get('confidence', 0.95) * 100:g} % binomial intervals on pooled cells of all slides.</p>"
+            + review_section(p, [(show_slide(x), review_crops.get(x)) for x in slide_names]
+                             if review_crops is not None else [])
             + _flags_section(p)
             + _counts_section(p)
             + _differential_section(p)
-            + _marrow_section(p)
             + _morphology_section(p)
             + f"<h2>Quality control: detected cells</h2>{_legend()}{figures or '<p>No slides.</p>'}"
         )
@@ -380,6 +349,7 @@ def write_report(
         notable = [
             f"{k} {d['flag']}" for k, d in p["differential"].items() if d["flag"] in ("high", "low")
         ] + [f"{k} {p[k]['flag']} 20 %" for k in ("blast", "immature") if p[k]["flag"] == "above"]
+        notable += review_notes(p)
         undecided = sum(d["flag"] == "indeterminate" for d in p["differential"].values()) + sum(
             p[k]["flag"] == "indeterminate" for k in ("blast", "immature")
         )
@@ -449,10 +419,12 @@ def write_report_from_results(
         "created": job.get("started"),
     }
     thumbnails: dict[str, tuple[np.ndarray, float]] = {}
+    review: dict[str, Any] = {}
     frames = []
     for s in slides:
         name = str(s.get("slide"))
         sid = str(s.get("slide_id") or name)
+        review[name] = read_review_crops(f"{base}/slides/{sid}/review_crops.npz", opts)
         try:
             raw = storage.read_bytes(f"{base}/slides/{sid}/cells.parquet", opts)
             df = pd.read_parquet(io.BytesIO(raw))
@@ -475,4 +447,5 @@ def write_report_from_results(
         thumbnails=thumbnails,
         cells=cells,
         pseudonymize_key=pseudonymize_key,
+        review_crops=review,
     )

@@ -24,37 +24,11 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from hemoflow.errors import HemoflowError, UnsupportedImageError
+from hemoflow.schema import CLASS_COLORS, WBC_TYPE_COLORS, cell_color  # noqa: F401 (re-exported)
 
 __all__ = ["CLASS_COLORS", "WBC_TYPE_COLORS", "cell_color", "draw_cells", "to_png_bytes"]
 
-#: Outline colours per cell class, chosen to stand out on a Romanowsky-stained smear.
-CLASS_COLORS: dict[str, tuple[int, int, int]] = {
-    "rbc": (0, 150, 230),
-    "wbc": (255, 150, 0),
-    "platelet": (0, 170, 70),
-}
-
-#: Colours of the classifier's WBC labels (QuPath classes, legends).
-WBC_TYPE_COLORS: dict[str, tuple[int, int, int]] = {
-    "neutrophil": (255, 150, 0),
-    "lymphocyte": (120, 80, 220),
-    "monocyte": (150, 100, 50),
-    "eosinophil": (240, 60, 60),
-    "basophil": (40, 40, 160),
-    "blast": (230, 0, 230),
-    "ig": (255, 210, 0),
-    "erythroblast": (160, 0, 40),
-    "platelet": (0, 170, 70),
-}
-
 _DRAW_ORDER = {"rbc": 0, "platelet": 1, "wbc": 2}
-
-
-def cell_color(cls: str, wbc_type: str = "") -> tuple[int, int, int]:
-    """Colour of a cell: its WBC label's colour for classified WBCs, else its class colour."""
-    if cls == "wbc" and wbc_type in WBC_TYPE_COLORS:
-        return WBC_TYPE_COLORS[wbc_type]
-    return CLASS_COLORS.get(cls, (128, 128, 128))
 
 
 def draw_cells(

@@ -26,6 +26,8 @@ FLAG_COLORS: dict[str, str] = {
     "above": "#c62828",
     "indeterminate": "#ef8f00",
     "not_applicable": "#616161",
+    "review": "#c62828",  # blasts in peripheral blood: a person must look
+    "none": "#2e7d32",
 }
 
 

@@ -9,9 +9,9 @@ against a 1 µm ring around it, how much of that ring and of the object lies on 
 stain, distance to the nearest WBC up to 5 µm, whether it touches the array edge) and
 keeps those it calls platelets.
 
-The coefficients (``hemoflow/models/platelet_count.json``) were fitted on the development
-split of the development images' TXL platelet boxes; see
-``python -m hemoflow.stages._platelet_count --help``. Every feature is measured within
+The coefficients (``hemoflow/models/platelet_count.json``) were fitted on the training
+split of the development images' TXL platelet boxes by
+:mod:`hemoflow.training.platelet_count`. Every feature is measured within
 5 µm of the candidate, so the result stays local (tiles reproduce whole-image platelets).
 """
 
@@ -22,7 +22,8 @@ import math
 import numpy as np
 
 from hemoflow.kernels import label
-from hemoflow.kernels._smear import chamfer_distance, label_bboxes, label_pixels, renumber_raster, ring_sums
+from hemoflow.kernels._distance import chamfer_distance
+from hemoflow.kernels._labelops import label_bboxes, label_pixels, renumber_raster, ring_sums
 
 __all__ = ["candidate_features", "keep_platelets", "FEATURES"]
 
@@ -156,76 +157,3 @@ def keep_platelets(labels: np.ndarray, n: int, features: np.ndarray) -> tuple[np
     keep = np.zeros(n + 1, np.int32)
     keep[1:] = np.where(predict(features), np.arange(1, n + 1), 0)
     return renumber_raster(labels, keep)
-
-
-# --------------------------------------------------------------------------- fitting
-
-
-def _collect(data_dir, names, params, mpp):
-    """Candidate features and platelet/not targets of the named BCCD-layout images.
-
-    A TXL platelet box marks the candidate whose centroid is nearest its centre, within
-    2.5 µm; unmatched candidates are negatives.
-    """
-    from pathlib import Path
-
-    from hemoflow.analyze import read_image
-    from hemoflow.stages import field as F
-    from hemoflow.stages._rbc_count import _txl_centres
-
-    xs, ys = [], []
-    captured = {}
-
-    def capture(lab, n, feats):
-        captured["v"] = (lab, n, feats)
-        return lab, n
-
-    root = Path(data_dir)
-    for name in names:
-        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
-        cal = F.calibrate(rgb, params=params, mpp=mpp)
-        f = cal.work_scale
-        um = 1.0 / (cal.mpp * f)
-        F._segment(rgb, cal, params, px_um=cal.mpp * f, keep_platelets=capture)
-        lab, n, feats = captured["v"]
-        target = np.zeros(n, np.int64)
-        if n:
-            area = np.bincount(lab.ravel(), minlength=n + 1)[1:].astype(np.float64)
-            ys_, xs_ = np.nonzero(lab)
-            cy = np.bincount(lab[ys_, xs_], weights=ys_, minlength=n + 1)[1:] / np.maximum(area, 1)
-            cx = np.bincount(lab[ys_, xs_], weights=xs_, minlength=n + 1)[1:] / np.maximum(area, 1)
-            for by, bx in _txl_centres(root, name, 2, rgb.shape[:2], f):
-                d = np.hypot(cy - by, cx - bx)
-                j = int(np.argmin(d))
-                if d[j] <= 2.5 * um:
-                    target[j] = 1
-        xs.append(feats)
-        ys.append(target)
-    return xs, ys
-
-
-def _main(argv=None) -> int:
-    """Fit the platelet candidate model on the development split and write ``hemoflow/models/platelet_count.json``."""
-    from hemoflow.stages import SegmentParams
-    from hemoflow.stages._rbc_count import _fitting_cli, _write_model, fit
-
-    args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="platelet_count.json", l2=1e-2,
-                                    column="platelets_txl")
-    xs, ys = _collect(args.data_dir, names, SegmentParams(platelet_count_model=True), mpp)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    coef, mean, std = fit(x, y, l2=args.l2, n_classes=2)
-    pred = [int(predict((a - mean) / std, coef).sum()) for a in xs]
-    print(f"{len(names)} images, {len(x)} candidates, {int(y.sum())} matched to a TXL platelet box")
-    print("per-image count error on the fitting images (mean abs):",
-          float(np.mean(np.abs(np.subtract(pred, [int(t.sum()) for t in ys])))))
-    _write_model(
-        args.out,
-        f"Platelet candidate model. Fitted on {len(names)} development images ({len(x)} candidates) at "
-        f"{mpp:.5f} um/px; classes 0 (not a platelet), 1 (platelet).",
-        mean, std, coef, features=FEATURES, command="python -m hemoflow.stages._platelet_count DATA_DIR",
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -10,9 +10,8 @@ hold 0 are dropped; those predicted to hold k >= 2 are split into k parts by k-m
 their pixel coordinates (deterministic farthest-point start, coordinates relative to the
 basin's bounding box, so the split does not depend on where the window starts).
 
-The coefficients (``hemoflow/models/rbc_count_*.json``) were fitted on the development
-split of the development images' box annotations; see :func:`fit` and
-``python -m hemoflow.stages._rbc_count --help``. Everything here is per basin, so the
+The coefficients (``hemoflow/models/rbc_count_*.json``) were fitted on the training
+split of the development images' box annotations by :mod:`hemoflow.training.rbc_count`. Everything here is per basin, so the
 result stays local.
 """
 
@@ -21,13 +20,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from hemoflow.kernels import regionprops_table
 from hemoflow.kernels._kmeans import split_labels
-from hemoflow.kernels._smear import label_bboxes, label_max, lut_gather, renumber_raster
+from hemoflow.kernels._labelops import label_bboxes, label_max, lut_gather, renumber_raster
 
-__all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "fit", "FEATURES"]
+__all__ = ["basin_features", "predict_proba", "predict_counts", "expected_weights", "split_basins", "FEATURES"]
 
 FEATURES = (
     "bias",
@@ -149,7 +147,7 @@ def expected_weights(proba: np.ndarray, labels: np.ndarray, *, reach_px: float) 
 def split_basins(labels: np.ndarray, counts: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Drop basins with count 0, split those with count k >= 2 into k parts (k-means on
     the pixel coordinates; the first part keeps the basin). ``boxes``: the basins' boxes
-    as :func:`hemoflow.kernels._smear.label_bboxes` gives them, when the caller has them.
+    as :func:`hemoflow.kernels._labelops.label_bboxes` gives them, when the caller has them.
 
     Returns ``(labels int32, n)`` numbered in raster order of each part's first pixel.
     """
@@ -166,201 +164,3 @@ def split_basins(labels: np.ndarray, counts: np.ndarray, boxes: np.ndarray | Non
     ks[1:] = counts
     split_labels(labels, out, label_bboxes(labels, n) if boxes is None else boxes, ks, n + 1)
     return renumber_raster(out)
-
-
-# --------------------------------------------------------------------------- fitting
-
-
-def fit(features: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, iters: int = 2000, n_classes: int = N_CLASSES):
-    """Multinomial logistic regression by Newton-free gradient descent (numpy only).
-
-    Targets above ``n_classes - 1`` count as the last class. Returns
-    ``(coef float64[F, C], mean, std)``; features are standardised with
-    ``(x - mean) / std`` (the bias column keeps mean 0, std 1).
-    """
-    x = np.asarray(features, np.float64)
-    y = np.minimum(np.asarray(targets, np.int64), n_classes - 1)
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    mean[0], std[0] = 0.0, 1.0
-    std[std < 1e-9] = 1.0
-    z = (x - mean) / std
-    onehot = np.eye(n_classes)[y]
-    # class weights: the count error of a basin is what matters, all classes equally
-    coef = np.zeros((z.shape[1], n_classes))
-    lr = 0.5
-    for _ in range(iters):
-        s = z @ coef
-        s -= s.max(axis=1, keepdims=True)
-        pr = np.exp(s)
-        pr /= pr.sum(axis=1, keepdims=True)
-        g = z.T @ (pr - onehot) / len(z) + l2 * coef
-        coef -= lr * g
-    return coef, mean, std
-
-
-def _collect(data_dir, names, params, mpp=None, density_folds=None):
-    """Basin features and box-centre counts of the named images of a BCCD-layout folder.
-
-    ``density_folds``: a folder written by ``scripts/train_rbc_density.py --folds-dir``;
-    each image's basins then also get :data:`MASS_FEATURES` from the density model of
-    the fold that did not train on that image (out-of-fold, as on unseen fields).
-    """
-    import json
-    from pathlib import Path
-
-    from hemoflow.analyze import read_image
-    from hemoflow.kernels._smear import stain_planes
-    from hemoflow.stages import field as F
-    from hemoflow.stages._rbc_density import basin_mass, rbc_density
-
-    fold_of = json.loads((Path(density_folds) / "folds.json").read_text()) if density_folds else None
-
-    xs, ys, per_image = [], [], []
-    captured = {}
-
-    def capture(rbc, n, dist, rbc_area):
-        captured["v"] = (rbc, n, basin_features(rbc, n, dist, rbc_area_px=rbc_area))
-        return np.ones(n, np.int64)
-
-    root = Path(data_dir)
-    for name in names:
-        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
-        h, w = rgb.shape[:2]
-        cal = F.calibrate(rgb, params=params, mpp=mpp)
-        f = cal.work_scale
-        F._segment(rgb, cal, params, px_um=cal.mpp * f, count_basins=capture)
-        rbc, n, feats = captured["v"]
-        if fold_of is not None:
-            if name not in fold_of:
-                raise KeyError(f"{name} has no out-of-fold density model in {density_folds}")
-            _, _, od = stain_planes(rgb, cal.downsample, cal.background, od=True, upsample=cal.upsample)
-            dens = rbc_density(od, path=str(Path(density_folds) / fold_of[name]))
-            reach = params.rbc_density_reach_um / (cal.mpp * f)
-            feats = np.hstack([feats, mass_features(basin_mass(rbc, n, dens, reach_px=reach))])
-        counts = np.zeros(n + 1, np.int64)
-        if n:
-            d, (iy, ix) = ndi.distance_transform_edt(rbc == 0, return_indices=True)
-            radius = 0.5 * params.rbc_diameter_um / (cal.mpp * f)
-            for yc, xc in _txl_centres(root, name, 1, (h, w), f):
-                y = min(int(yc), rbc.shape[0] - 1)
-                x = min(int(xc), rbc.shape[1] - 1)
-                if d[y, x] <= radius:
-                    counts[rbc[iy[y, x], ix[y, x]]] += 1
-        xs.append(feats)
-        ys.append(counts[1:])
-        per_image.append(name)
-    return xs, ys, per_image
-
-
-def _fitting_names(data_dir, column: str) -> list[str]:
-    """Images of ``counts.csv`` with a value in ``column``, less the self-holdout quarter
-    (first SHA-256 byte of the name < 64), which is never used for fitting."""
-    import csv
-    import hashlib
-    from pathlib import Path
-
-    with open(Path(data_dir) / "counts.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if (r.get(column) or "").strip()]
-    from hemoflow.training.splits import in_bccd_validation
-
-    return [r["image"] for r in rows if not in_bccd_validation(r["image"])]
-
-
-def _pooled_mpp(data_dir) -> float:
-    """The pixel size `hemoflow analyze` would pool over every image of the folder."""
-    from pathlib import Path
-
-    from hemoflow.analyze import estimate_shared_mpp
-
-    every = sorted((Path(data_dir) / "JPEGImages").glob("*.jpg"))  # pixels only, no labels
-    return estimate_shared_mpp(every)[0]
-
-
-def _txl_centres(data_dir, name: str, cls: int, shape: tuple[int, int], factor: int) -> list[tuple[float, float]]:
-    """(y, x) centres, in working px, of the TXL boxes of class ``cls`` in image ``name``."""
-    from pathlib import Path
-
-    h, w = shape
-    out = []
-    for line in open(Path(data_dir) / "txl_reannotations" / f"{name}.txt"):
-        c, xc, yc, _bw, _bh = (float(v) for v in line.split())
-        if int(c) == cls:
-            out.append((yc * h / factor, xc * w / factor))
-    return out
-
-
-def _write_model(path, doc: str, mean, std, coef, *, features, command: str) -> None:
-    """Write a fitted model as a coefficient file of :mod:`hemoflow.models`."""
-    import json
-
-    rec = {"kind": "multinomial logistic regression on standardised features", "features": list(features),
-           "mean": np.round(mean, 8).tolist(), "std": np.round(std, 8).tolist(), "coef": np.round(coef, 8).tolist(),
-           "provenance": {"description": " ".join(doc.split()), "command": command,
-                          "data": "BCCD development fields with TXL re-annotations, training split of "
-                                  "hemoflow.training.splits.bccd_split"}}
-    with open(path, "w") as fh:
-        fh.write(json.dumps(rec, indent=1) + "\n")
-
-
-def _fitting_cli(argv, *, description: str, out_name: str, l2: float, column: str, density: bool = False):
-    """Arguments of a count-model fitting command: ``(args, fitting image names, mpp)``."""
-    import argparse
-    from pathlib import Path
-
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("data_dir", type=Path, help="BCCD-layout folder with txl_reannotations/")
-    from hemoflow.models import MODELS_DIR
-
-    ap.add_argument("--out", type=Path, default=MODELS_DIR / out_name)
-    ap.add_argument("--l2", type=float, default=l2)
-    ap.add_argument("--mpp", type=float, default=None,
-                    help="pixel size of every image (default: the median estimate over all the folder's "
-                    "images, as `hemoflow analyze` and scripts/evaluate_counts.py pool it)")
-    if density:
-        ap.add_argument("--density-folds", type=Path, default=None,
-                        help="fold models from `scripts/train_rbc_density.py --folds-dir`: fit the density-aware "
-                        "model (written to rbc_count_density.json) instead of the shape-only one")
-    args = ap.parse_args(argv)
-    folds = getattr(args, "density_folds", None)
-    if folds is not None and not (folds / "folds.json").is_file():
-        ap.error(f"{folds} has no folds.json: write it with `scripts/train_rbc_density.py --cv 5 --folds-dir {folds}`")
-    for need in ("counts.csv", "txl_reannotations", "JPEGImages"):
-        if not (args.data_dir / need).exists():
-            ap.error(f"{args.data_dir} is not a BCCD-layout folder: {need} is missing")
-    names = _fitting_names(args.data_dir, column)
-    mpp = args.mpp if args.mpp is not None else _pooled_mpp(args.data_dir)
-    print(f"pixel size {mpp:.5f} um/px")
-    return args, names, mpp
-
-
-def _main(argv=None) -> int:
-    """Fit the basin-count model on the development split and write ``hemoflow/models/rbc_count_*.json``."""
-    from hemoflow.stages import SegmentParams
-
-    args, names, mpp = _fitting_cli(argv, description=_main.__doc__, out_name="rbc_count_shape.json", l2=1e-3,
-                                    column="rbc_txl", density=True)
-    folds = args.density_folds
-    if folds is not None and args.out.name == "rbc_count_shape.json":
-        args.out = args.out.with_name("rbc_count_density.json")
-    xs, ys, _ = _collect(args.data_dir, names, SegmentParams(rbc_count_model=True), mpp=mpp, density_folds=folds)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    coef, mean, std = fit(x, y, l2=args.l2)
-    pred = [predict_counts((a - mean) / std, coef).sum() for a in xs]
-    truth = [int(t.sum()) for t in ys]
-    print(f"{len(names)} images, {len(x)} basins, class counts {np.bincount(np.minimum(y, 3)).tolist()}")
-    print("per-image count error on the fitting images (mean abs):", float(np.mean(np.abs(np.subtract(pred, truth)))))
-    _write_model(
-        args.out,
-        f"RBC basin-count model. Fitted on {len(names)} development images ({len(x)} basins) at {mpp:.5f} um/px;\n"
-        + (f"with out-of-fold density masses from {folds.name}/;\n" if folds is not None else "")
-        + f"classes 0..{N_CLASSES - 1} cells.",
-        mean, std, coef, features=FEATURES + (MASS_FEATURES if folds is not None else ()),
-        command="python -m hemoflow.stages._rbc_count DATA_DIR"
-        + (" --density-folds FOLDS" if folds is not None else ""),
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

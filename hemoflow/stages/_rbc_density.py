@@ -15,9 +15,10 @@ network's receptive field (about 34 working px, 17 µm at 0.5 µm/px) is well in
 halo, and windows start on the 4-pixel density grid (:data:`ALIGN`), so a tiled slide gives
 the same cells as the whole field.
 
-Trained by ``python scripts/train_rbc_density.py DATA/bccd`` on the development part of
-the BCCD fields' TXL re-annotations (see the weights' metadata and
-``hemoflow/models/rbc_density.md``).
+Trained by :mod:`hemoflow.training.rbc_density` (``python -m hemoflow.training.rbc_density
+DATA/bccd``) on the training split of the BCCD fields' TXL re-annotations (see the
+weights' metadata and ``hemoflow/models/rbc_density.md``). This module holds the network
+and its inference only.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hemoflow.kernels._growth import grown_grid_sum
 from hemoflow.kernels._nhwc import maxpool2_nhwc, unshuffle2_nhwc
-from hemoflow.kernels._smear import grown_grid_sum
 from hemoflow.models import MODELS_DIR
 
-__all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass", "pad4"]
+__all__ = ["ALIGN", "WEIGHTS", "build_net", "read_weights", "load_density_model", "rbc_density", "basin_mass",
+           "kept_mass", "pad4"]
 
 #: The density grid is 4 working px wide; windows must start on it.
 ALIGN = 4
@@ -115,21 +117,6 @@ def _int8_shell(net):
     return convert_fx(prep)
 
 
-def quantize(net, ods) -> dict:
-    """int8 state of ``net`` calibrated on OD planes ``ods`` (post-training static
-    quantisation, x86 backend, BatchNorm folded first); stored beside the fp32 weights."""
-    import torch
-
-    with _quiet():
-        from torch.ao.quantization.quantize_fx import convert_fx
-
-        prep = _prepare(_fuse(net))
-        with torch.inference_mode():
-            for od in ods:
-                prep(torch.from_numpy(pad4(od))[None])
-        return dict(convert_fx(prep).state_dict())
-
-
 def read_weights(path):
     """``(net, blob)`` of a weights file: the fp32 network in eval mode and the stored
     ``{"state_dict", "meta"[, "int8_state"]}`` plus ``"sha256"`` of the file."""
@@ -159,7 +146,7 @@ def load_density_model(path: str | None = None, int8: bool = True):
     if not p.is_file():
         raise HemoflowError(
             f"RBC density weights not found at {p}; train them with "
-            "`python scripts/train_rbc_density.py DATA/bccd` or set rbc_density_model=False"
+            "`python -m hemoflow.training.rbc_density DATA/bccd` or set rbc_density_model=False"
         )
     net, blob = read_weights(p)
     meta = dict(blob["meta"])
@@ -239,27 +226,13 @@ def pad4(od: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(od, np.float32)
 
 
-_OVERRIDE: list[str] = []
-
-
-@contextlib.contextmanager
-def weights_override(path):
-    """Within the block, :func:`rbc_density` calls without a ``path`` use the weights at
-    ``path`` (e.g. a cross-validation fold's model, to score the fields it did not see).
-    For evaluation scripts; not thread-safe."""
-    _OVERRIDE.append(str(path))
-    try:
-        yield
-    finally:
-        _OVERRIDE.pop()
-
-
-def rbc_density(od: np.ndarray, path: str | None = None) -> np.ndarray:
+def rbc_density(od: np.ndarray, path=None) -> np.ndarray:
     """Red-cell density (cells per grid cell) of OD planes ``float32[3, h, w]`` (working
-    scale), on the grid ``float32[ceil(h/4), ceil(w/4)]``."""
+    scale), on the grid ``float32[ceil(h/4), ceil(w/4)]``, under the shipped network or
+    the weights file ``path``."""
     import torch
 
-    net, meta = load_density_model(path or (_OVERRIDE[-1] if _OVERRIDE else None))
+    net, meta = load_density_model(str(path) if path else None)
     x = torch.from_numpy(pad4(od))[None]
     if not meta["int8"]:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -301,136 +274,3 @@ def kept_mass(labels: np.ndarray, counts: np.ndarray, density: np.ndarray, *, re
     nx = np.minimum(ALIGN, w - ALIGN * np.arange(density.shape[1]))
     per_px = density / np.outer(ny, nx).astype(np.float32)
     return grown_grid_sum(labels, max(reach_px, 0.0), per_px, n, ALIGN, keep=keep, exclude=exclude)[1 : n + 1]
-
-
-# --------------------------------------------------------------------------- training
-
-
-def density_target(centres, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
-    """Training target on the working grid ``shape``: a unit Gaussian per (y, x) centre,
-    each normalised inside the array so the target sums to the number of centres."""
-    h, w = shape
-    yy = np.arange(h, dtype=np.float64)[:, None] + 0.5
-    xx = np.arange(w, dtype=np.float64)[None, :] + 0.5
-    out = np.zeros((h, w), np.float64)
-    for y, x in centres:
-        g = np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2.0 * sigma_px**2))
-        s = g.sum()
-        if s > 0:
-            out += g / s
-    return out.astype(np.float32)
-
-
-def train_density(samples, *, width: int = 16, stem: int | None = None, epochs: int = 40, batch: int = 8,
-                  lr: float = 2e-3, seed: int = 0, scale_range: tuple[float, float] = (0.8, 1.25),
-                  recal_bn: bool = True, progress=None):
-    """Train the density network on ``samples`` = list of ``(od float32[3, h, w], target
-    float32[h, w])`` of one shape each (h, w multiples of 4). Seeded; returns the net.
-    With ``recal_bn`` the BatchNorm statistics are re-estimated on the unaugmented samples
-    at the end (:func:`recalibrate_bn`).
-
-    Augmentation: flips, per-channel and global OD gain (stain strength, 0.85-1.15 each)
-    and a random rescale in ``scale_range`` (pixel-size error; the target is resampled
-    and renormalised, so the count is unchanged).
-    """
-    import math
-
-    import torch
-    import torch.nn.functional as tf
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = build_net(width, stem)
-    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(samples) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    scale = TARGET_SCALE  # density values are ~0.01-0.1; scale them for the MSE
-    net.train()
-    for ep in range(epochs):
-        order = rng.permutation(len(samples))
-        total = 0.0
-        for i in range(0, len(samples), batch):
-            xs, ys = [], []
-            for j in order[i : i + batch]:
-                x, y = samples[j]
-                if rng.random() < 0.5:
-                    x, y = x[:, :, ::-1], y[:, ::-1]
-                if rng.random() < 0.5:
-                    x, y = x[:, ::-1], y[::-1]
-                gain = rng.uniform(0.85, 1.15, (3, 1, 1)) * rng.uniform(0.85, 1.15)
-                xs.append(np.ascontiguousarray(x * gain.astype(np.float32)))
-                ys.append(np.ascontiguousarray(y))
-            x = torch.from_numpy(np.stack(xs))
-            y = torch.from_numpy(np.stack(ys)) * scale
-            s = rng.uniform(*scale_range)
-            hh = max(ALIGN, int(round(x.shape[2] * s / ALIGN)) * ALIGN)
-            ww = max(ALIGN, int(round(x.shape[3] * s / ALIGN)) * ALIGN)
-            if (hh, ww) != tuple(x.shape[2:]):
-                x = tf.interpolate(x, size=(hh, ww), mode="bilinear", align_corners=False)
-                tot = y.sum((1, 2), keepdim=True)
-                y = tf.interpolate(y[:, None], size=(hh, ww), mode="bilinear", align_corners=False)[:, 0]
-                y = y * tot / y.sum((1, 2), keepdim=True).clamp_min(1e-6)
-            y = tf.avg_pool2d(y[:, None], ALIGN)[:, 0] * (ALIGN * ALIGN)
-            p = net(x)[:, 0]
-            loss = tf.mse_loss(p, y) + 0.01 * tf.l1_loss(p.sum((1, 2)), y.sum((1, 2))) / scale
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(xs)
-        if progress is not None:
-            progress(ep + 1, epochs, total / len(samples))
-    if recal_bn:
-        recalibrate_bn(net, [x for x, _ in samples])
-    net.eval()
-    return net
-
-
-def recalibrate_bn(net, ods) -> None:
-    """Re-estimate the BatchNorm statistics of ``net`` on unaugmented OD planes ``ods``
-    (an equal-weight average over the fields, no gradient; ``net`` ends in eval mode).
-
-    Training leaves exponential averages over augmented (rescaled, gain-changed) batches,
-    dominated by the last steps; inference sees plain fields. Without this the networks'
-    counts were biased by -0.9 (5-fold CV) and varied by run; with it -0.1.
-    """
-    import torch
-
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    net.train()
-    with torch.no_grad():
-        for od in ods:
-            net(torch.from_numpy(pad4(od))[None])
-    for m in bns:
-        m.momentum = 0.1
-    net.eval()
-
-
-def save_density_model(net, path, meta: dict, int8_state: dict | None = None) -> str:
-    """Write ``{"state_dict", "meta"[, "int8_state"]}`` (loads with ``weights_only=True``);
-    returns the sha256."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    blob = {"state_dict": net.state_dict(), "meta": {"scale": TARGET_SCALE, **meta}}
-    if int8_state is not None:
-        blob["int8_state"] = int8_state
-    torch.save(blob, buf)
-    data = buf.getvalue()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(data)
-    load_density_model.cache_clear()
-    return hashlib.sha256(data).hexdigest()
-
-
-def predict_total(net, od: np.ndarray) -> float:
-    """Density summed over a field (the net's own count; for evaluation)."""
-    import torch
-
-    with torch.inference_mode():
-        return float(net(torch.from_numpy(pad4(od))[None]).sum()) / TARGET_SCALE

@@ -26,7 +26,7 @@ import numpy as np
 
 from hemoflow.kernels import circularity as _circularity
 from hemoflow.kernels import regionprops_table
-from hemoflow.kernels._smear import lut_gather
+from hemoflow.kernels._labelops import lut_gather
 from hemoflow.schema import CELL_COLUMNS
 
 __all__ = ["PROPERTIES", "irregular_rule", "measure_cells", "empty_table", "rbc_count"]

@@ -7,7 +7,7 @@ within a bounded neighbourhood of a cell), so analysing a tile with a halo at le
 large as the largest cell reproduces the whole-image cells in the tile's core.
 
 Labelling uses :func:`hemoflow.kernels.label`; distances, morphology and the watershed use
-the Numba kernels of :mod:`hemoflow.kernels._smear` (chamfer distance, disk painting,
+the Numba kernels of :mod:`hemoflow.kernels` (chamfer distance, disk painting,
 union-find flooding), so no step costs more than a few passes over the working image.
 """
 
@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 from hemoflow.kernels import label
+from hemoflow.kernels._distance import chamfer_distance
 from hemoflow.kernels._label import label_with_sizes
-from hemoflow.kernels._smear import (
-    chamfer_distance,
-    dilate_disk,
-    dt_watershed,
-    erode_disk,
-    label_sizes,
-    lut_gather,
-    paint_nearest,
-    renumber_raster,
-    select_seeds,
-)
+from hemoflow.kernels._labelops import label_sizes, lut_gather, renumber_raster
+from hemoflow.kernels._morphology import dilate_disk, erode_disk
+from hemoflow.kernels._watershed import dt_watershed, paint_nearest, select_seeds
 
 __all__ = [
     "disk",
@@ -174,11 +167,11 @@ def _split_long_clusters(seeds: np.ndarray, ids: np.ndarray, max_len: float, min
     diagonal exceeds ``max_len`` are measured. The two parts come from the same
     deterministic 2-means as the RBC basin splits; a split is kept only when both parts
     hold at least ``min_part`` nuclear pixels. ``boxes`` are the clusters' boxes
-    (:func:`~hemoflow.kernels._smear.label_bboxes` rows); new clusters get ids from
+    (:func:`~hemoflow.kernels._labelops.label_bboxes` rows); new clusters get ids from
     ``len(boxes)`` up, above every existing one.
     """
-    from hemoflow.kernels._smear import bbox_slices
     from hemoflow.kernels._kmeans import kmeans_parts
+    from hemoflow.kernels._labelops import bbox_slices
 
     next_id = len(boxes)
     out = seeds
@@ -300,7 +293,7 @@ def segment_rbc(
     """Split the RBC mask into cells: distance transform and watershed with h-maxima markers.
 
     The chamfer distance to the background is flooded from the top
-    (:func:`hemoflow.kernels._smear.dt_watershed`): two touching cells stay apart when
+    (:func:`hemoflow.kernels._watershed.dt_watershed`): two touching cells stay apart when
     each one's distance peak ``P`` rises at least ``split_depth * P`` (a scale-free
     fraction) and ``noise_px`` above the saddle where they meet; shallower bumps (outline
     noise) and peaks lower than a tenth of the diameter join their deeper neighbour.

@@ -3,6 +3,8 @@
 - :mod:`hemoflow.stats.intervals`: Clopper–Pearson intervals, cells needed to settle a flag.
 - :mod:`hemoflow.stats.reference`: reference ranges, the WHO blast cut-off, flag rules.
 - :mod:`hemoflow.stats.aggregate`: slide and patient summaries, flat CSV tables.
+- :mod:`hemoflow.stats.clinical`: taxonomy labels of a cell table; blast review, IG %,
+  band %, not-identifiable share, marrow maturation table and M:E ratio.
 """
 
 from __future__ import annotations

@@ -7,34 +7,33 @@ cells of one slide, a patient summary on the pooled cells of all the patient's s
 The summary is a JSON-serialisable ``dict`` (plain ``int``/``float``/``str``/``None``;
 NaN becomes ``None``). Percentages are in percent (0-100), areas in µm².
 
-How the classifier's labels (``wbc_type``) are counted
--------------------------------------------------------
-Only rows with ``cls == "wbc"`` carry a ``wbc_type``.
+How the classifier's labels are counted
+---------------------------------------
+Only rows with ``cls == "wbc"`` carry a label. Labels and their differential ``group``
+come from :func:`hemoflow.stats.clinical.cell_labels` (the taxonomy of
+:mod:`hemoflow.classify.taxonomy`; older ``wbc_type`` labels are mapped onto it), and
+every count below is of groups, so the five-type differential works for any label set.
 
 - ``platelet``: a segmented object the classifier calls a platelet (a clump or giant
   platelet). It is counted as a platelet, not as a white cell.
-- ``erythroblast`` and the four normoblast stages: nucleated red cells. They are not
-  white cells: they are left out of the WBC count and the differential and reported
-  per 100 WBC (the usual nRBC correction).
-- every other label is a white cell. The *differential denominator* is the classified
-  white cells (``wbc_type`` not empty); unclassified ones count towards the WBC total only.
-- the differential's ``neutrophil`` includes ``band_neutrophil`` and
-  ``segmented_neutrophil`` (marrow labels).
-- blast % counts ``blast`` and ``myeloblast``; the *immature fraction* counts blasts plus
-  immature granulocytes (``ig``, ``promyelocyte``, ``myelocyte``, ``metamyelocyte``).
-  Both are flagged against the WHO 20 % blast cut-off; for the immature fraction this is
-  a screening threshold (a large left shift), not a diagnostic criterion.
+- ``erythroblast``: nucleated red cells. They are not white cells: they are left out of
+  the WBC count and the differential and reported per 100 WBC (the usual nRBC correction).
+- every other label is a white cell. The *differential denominator*
+  (``counts.wbc_classified``) is the identified white cells: classified, and not
+  ``not_identifiable``. Rejected cells are counted in ``counts.wbc_not_identifiable`` and
+  reported with their interval (``not_identifiable``); unclassified ones
+  (``counts.wbc_unclassified``) count towards the WBC total only.
+- the differential's ``neutrophil`` is the ``neutrophil`` group (band and segmented).
+- blast % counts the ``blast`` group; the *immature fraction* counts blasts plus immature
+  granulocytes (group ``ig``). Both are flagged against the WHO 20 % blast cut-off; for
+  the immature fraction this is a screening threshold (a large left shift), not a
+  diagnostic criterion.
+- :mod:`hemoflow.stats.clinical` adds the blast review flag (``blast.review``), IG %
+  (``ig``), band % (``band``) and, for marrow, the maturation table and M:E ratio
+  (``marrow``); ``docs/outputs.md`` lists every column.
 
-Bone marrow (``specimen="bone_marrow"``)
-----------------------------------------
-- M:E ratio = myeloid / erythroid nucleated cells. Myeloid: the granulocytic series
-  (myeloblast to segmented neutrophil, ``ig``, ``neutrophil``, ``eosinophil``,
-  ``basophil``); monocytes, lymphocytes and lineage-less ``blast`` are excluded.
-  Erythroid: ``erythroblast`` and the four normoblast stages.
-- The maturation-stage distribution (percent of stage-labelled cells over
-  :data:`MATURATION_STAGES`) is available only when the classifier emits stage labels;
-  otherwise it is reported as unavailable with the reason.
-- The differential is computed but not flagged: peripheral-blood ranges do not apply.
+Bone marrow (``specimen="bone_marrow"``): the differential is computed but not flagged,
+as peripheral-blood ranges do not apply.
 
 Examples
 --------
@@ -59,8 +58,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hemoflow.classify.taxonomy import MYELOID_SERIES, REJECT
 from hemoflow.errors import HemoflowError
 from hemoflow.schema import BLAST, WBC_TYPES
+from hemoflow.stats.clinical import cell_labels, clinical_indices
 from hemoflow.stats.intervals import DEFAULT_CONFIDENCE, cells_to_resolve, clopper_pearson
 from hemoflow.stats.reference import (
     BLAST_CUTOFF_PERCENT,
@@ -72,8 +73,6 @@ from hemoflow.stats.reference import (
 
 __all__ = [
     "SPECIMENS",
-    "ERYTHROID_STAGES",
-    "MYELOID_STAGES",
     "MATURATION_STAGES",
     "RBC_AREA_BIN_EDGES",
     "summarize_slide",
@@ -84,29 +83,15 @@ __all__ = [
 
 SPECIMENS: tuple[str, ...] = ("peripheral_blood", "bone_marrow")
 
-ERYTHROID_STAGES: tuple[str, ...] = (
-    "pronormoblast",
-    "basophilic_normoblast",
-    "polychromatic_normoblast",
-    "orthochromatic_normoblast",
-)
-MYELOID_STAGES: tuple[str, ...] = (
-    "myeloblast",
-    "promyelocyte",
-    "myelocyte",
-    "metamyelocyte",
-    "band_neutrophil",
-    "segmented_neutrophil",
-)
-MATURATION_STAGES: tuple[str, ...] = ERYTHROID_STAGES + MYELOID_STAGES
+#: The stages of the marrow maturation table (least to most mature).
+MATURATION_STAGES: tuple[str, ...] = MYELOID_SERIES
 
-NUCLEATED_RED = frozenset(("erythroblast",) + ERYTHROID_STAGES)
+NUCLEATED_RED = frozenset(("erythroblast",))
 PLATELET_LABEL = "platelet"
-BLAST_LABELS = frozenset((BLAST, "myeloblast"))
-IG_LABELS = frozenset(("ig", "promyelocyte", "myelocyte", "metamyelocyte"))
+BLAST_LABELS = frozenset((BLAST,))
+IG_LABELS = frozenset(("ig",))
 IMMATURE_LABELS = BLAST_LABELS | IG_LABELS
-NEUTROPHIL_LABELS = frozenset(("neutrophil", "band_neutrophil", "segmented_neutrophil"))
-MYELOID_LABELS = frozenset(MYELOID_STAGES) | {"ig", "neutrophil", "eosinophil", "basophil"}
+NEUTROPHIL_LABELS = frozenset(("neutrophil",))
 
 #: Fixed bins of the RBC area histogram (µm²), shared by every summary so slides add up.
 #: Areas at or above the last edge are counted in ``overflow``.
@@ -146,14 +131,10 @@ def _check_cells(cells: pd.DataFrame) -> None:
         )
 
 
-def _labels(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    cls = cells["cls"].astype(str).to_numpy()
-    if "wbc_type" in cells.columns:
-        wt = cells["wbc_type"].fillna("").astype(str).str.strip().to_numpy()
-    else:
-        wt = np.full(len(cells), "", dtype=object)
-    wt = np.where(cls == "wbc", wt, "")
-    return cls, wt
+def _labels(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """``cls``, the differential group of every row ("" if none) and the label table."""
+    lab = cell_labels(cells)
+    return cells["cls"].astype(str).to_numpy(), lab["group"].to_numpy(dtype=object), lab
 
 
 def _proportion(k: int, n: int, *, confidence: float) -> dict[str, Any]:
@@ -189,7 +170,7 @@ def _class_stats(area: np.ndarray, irregular: np.ndarray) -> dict[str, Any]:
 def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict[str, Any]:
     _check_cells(cells)
     specimen = _check_specimen(specimen)
-    cls, wt = _labels(cells)
+    cls, wt, lab = _labels(cells)
     area = pd.to_numeric(cells["area_um2"], errors="coerce").to_numpy(dtype=np.float64)
     irregular = cells["irregular"].fillna(False).astype(bool).to_numpy()
 
@@ -197,7 +178,8 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
     wbc_as_platelet = is_wbc & (wt == PLATELET_LABEL)
     nucleated_red = is_wbc & np.isin(wt, list(NUCLEATED_RED))
     leuko = is_wbc & ~wbc_as_platelet & ~nucleated_red
-    classified = leuko & (wt != "")
+    rejected = leuko & (wt == REJECT)
+    classified = leuko & (wt != "") & ~rejected
 
     n_rbc_cells = int(is_rbc.sum())
     if "count_weight" in cells.columns:
@@ -210,7 +192,8 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
     n_plt = int(is_plt.sum() + wbc_as_platelet.sum())
     n_nrbc = int(nucleated_red.sum())
     n_diff = int(classified.sum())
-    labels, label_counts = np.unique(wt[is_wbc & (wt != "")], return_counts=True)
+    shown = np.where(lab["label"] != "", lab["label"], lab["group"])  # older labels keep their group
+    labels, label_counts = np.unique(shown[is_wbc & (wt != "")], return_counts=True)
 
     counts = {
         "cells": int(len(cells)),
@@ -219,7 +202,8 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
         "wbc": n_wbc,
         "platelet": n_plt,
         "wbc_classified": n_diff,
-        "wbc_unclassified": n_wbc - n_diff,
+        "wbc_unclassified": n_wbc - n_diff - int(rejected.sum()),
+        "wbc_not_identifiable": int(rejected.sum()),
         "nucleated_rbc": n_nrbc,
         "wbc_types": {str(k): int(v) for k, v in zip(labels, label_counts)},
     }
@@ -286,34 +270,11 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
         "differential": differential,
         "blast": cut(BLAST_LABELS),
         "immature": cut(IMMATURE_LABELS),
-        "marrow": _marrow(wt, is_wbc) if specimen == "bone_marrow" else None,
     }
+    clinical = clinical_indices(lab[is_wbc], specimen=specimen, confidence=confidence)
+    summary["blast"].update(clinical.pop("blast_review"))
+    summary.update(clinical)
     return summary
-
-
-def _marrow(wt: np.ndarray, is_wbc: np.ndarray) -> dict[str, Any]:
-    lab = wt[is_wbc]
-    myeloid = int(np.isin(lab, list(MYELOID_LABELS)).sum())
-    erythroid = int(np.isin(lab, list(NUCLEATED_RED)).sum())
-    staged = np.isin(lab, list(MATURATION_STAGES))
-    n_staged = int(staged.sum())
-    out: dict[str, Any] = {
-        "myeloid": myeloid,
-        "erythroid": erythroid,
-        "me_ratio": _div(myeloid, erythroid),
-        "me_ratio_note": None if erythroid else "no erythroid cells counted",
-        "stages_available": n_staged > 0,
-        "stages": None,
-        "stages_note": None,
-    }
-    if n_staged:
-        out["stages"] = {
-            s: {"count": int((lab == s).sum()), "percent": _num(100.0 * (lab == s).sum() / n_staged)}
-            for s in MATURATION_STAGES
-        }
-    else:
-        out["stages_note"] = "the classifier emits no maturation-stage labels"
-    return out
 
 
 def _single(cells: pd.DataFrame, column: str, given: str | None, what: str) -> str | None:

@@ -34,6 +34,10 @@ __all__ = [
     "ReferenceRange",
     "DIFFERENTIAL_RANGES",
     "BLAST_CUTOFF_PERCENT",
+    "BLAST_REVIEW_MIN_CONFIDENCE",
+    "BLAST_REVIEW_MIN_CELLS",
+    "IG_RANGE",
+    "BAND_RANGE",
     "RANGE_FLAGS",
     "CUTOFF_FLAGS",
     "NOT_APPLICABLE",
@@ -85,6 +89,25 @@ DIFFERENTIAL_RANGES: dict[str, ReferenceRange] = {
     name: ReferenceRange(name, float(lo), float(hi))
     for name, (lo, hi) in DIFFERENTIAL_REFERENCE.items()
 }
+
+#: Immature granulocytes (promyelocytes + myelocytes + metamyelocytes) in adult peripheral
+#: blood: upper reference limit 0.9 % of white cells, the limit recommended for patients
+#: over 10 years from 2,400 outpatient samples (Roehrl et al., Arch Pathol Lab Med
+#: 2011;135:471-477; children up to 10 years: 0.3 %). A healthy smear often shows none.
+IG_RANGE = ReferenceRange(
+    "immature granulocyte", 0.0, 0.9,
+    source="adult peripheral blood, upper limit 0.9 % (Roehrl et al., Arch Pathol Lab Med 2011;135:471)",
+)
+#: Band neutrophils as the left shift: more than 10 % bands ("immature forms") is the
+#: white-cell criterion of the SIRS consensus (Bone et al., Chest 1992;101:1644-1655).
+BAND_RANGE = ReferenceRange(
+    "band neutrophil", 0.0, 10.0,
+    source="left shift above 10 % bands (SIRS consensus, Bone et al., Chest 1992;101:1644)",
+)
+#: Blasts do not circulate in healthy peripheral blood: one blast the classifier is at
+#: least this sure of (``p_blast``, else its confidence) asks for review by a person.
+BLAST_REVIEW_MIN_CONFIDENCE = 0.9
+BLAST_REVIEW_MIN_CELLS = 1
 
 
 def range_flag(ci_low: ArrayLike, ci_high: ArrayLike, low: ArrayLike, high: ArrayLike) -> np.ndarray:

@@ -7,6 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from _require import require
 
 from hemoflow.classify.data import bccd_self_holdout, bccd_source
 from hemoflow.errors import HemoflowError
@@ -15,8 +16,7 @@ from hemoflow.errors import HemoflowError
 @pytest.fixture(scope="module")
 def small_bccd(data_dir, tmp_path_factory):
     src = data_dir / "bccd"
-    if not (src / "counts.csv").exists():
-        pytest.skip("BCCD data not found")
+    require((src / "counts.csv").exists(), "BCCD data not found")
     counts = pd.read_csv(src / "counts.csv", dtype=str, keep_default_na=False)
     labelled = counts[counts["wbc_type_kaggle"].str.fullmatch(r"[A-Z]+")]
     dev = labelled[~labelled["image"].map(bccd_self_holdout)].head(4)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import numpy as np
 import pytest
+from _require import require
 
 from hemoflow.classify import infer
 from hemoflow.classify.config import default_io_config, default_weights_path
@@ -28,7 +28,6 @@ def test_shipped_model_contract(clf):
     assert default_weights_path(".pt").stat().st_size < 10e6
     meta = clf.metadata
     assert len(meta["training_data_sha256"]) == 64
-    assert meta["validation"]["pbc_holdout_originals"]["accuracy"] > 0.85
     s = clf.io.input_size
     labels, probs = clf.predict(np.full((3, s, s, 3), 230, np.uint8))
     assert len(labels) == 3 and probs.shape == (3, len(clf.io.classes))
@@ -36,8 +35,7 @@ def test_shipped_model_contract(clf):
 
 @pytest.fixture(scope="module")
 def heldout(data_dir):
-    if not (data_dir / "pbc" / "labels.csv").exists():
-        pytest.skip("PBC originals not present")
+    require((data_dir / "pbc" / "labels.csv").exists(), "PBC originals not present")
     return pbc_heldout(data_dir)
 
 
@@ -63,7 +61,6 @@ def test_heldout_pbc_robust_to_capture(clf, heldout, tta):
         assert m["accuracy"] >= clean["accuracy"] - 0.015, (kw, m["accuracy"], clean["accuracy"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hemoflow.synth") is None, reason="hemoflow.synth not available")
 def test_synthetic_differential_agrees_with_truth(clf):
     types = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
     m = synthetic_agreement(clf, n_fields=3, n_wbc=12, wbc_mix={t: 1.0 for t in types})

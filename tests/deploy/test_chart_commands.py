@@ -23,15 +23,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-try:
-    import helm_python as helm
-except Exception as exc:  # ImportError, or the bundled libhelm_c failing to load
-    pytest.skip(
-        f"helm-python-sdk cannot be imported ({exc!r}); pip install helm-python-sdk",
-        allow_module_level=True,
-    )
+from _require import require_import
 
-x509 = pytest.importorskip("cryptography.x509", reason="cryptography is needed to make test certs")
+# ImportError, or the bundled libhelm_c failing to load: a skip here, a failure in CI
+helm = require_import("helm_python", "pip install helm-python-sdk", module=True)
+
+x509 = require_import("cryptography.x509", "cryptography is needed to make test certs", module=True)
 
 pytestmark = pytest.mark.slow
 

@@ -16,20 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-try:
-    import helm_python as helm
-except Exception as exc:  # ImportError, or the bundled libhelm_c failing to load
-    pytest.skip(
-        f"helm-python-sdk cannot be imported ({exc!r}); pip install helm-python-sdk",
-        allow_module_level=True,
-    )
-try:
-    import kubernetes_validate
-except ImportError as exc:
-    pytest.skip(
-        f"kubernetes-validate cannot be imported ({exc!r}); pip install kubernetes-validate",
-        allow_module_level=True,
-    )
+from _require import require_import
+
+# ImportError, or the bundled libhelm_c failing to load: a skip here, a failure in CI
+helm = require_import("helm_python", "pip install helm-python-sdk", module=True)
+kubernetes_validate = require_import("kubernetes_validate", "pip install kubernetes-validate", module=True)
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "hemoflow"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _require import require
 
 from hemoflow.errors import UnsupportedImageError
 from hemoflow.io import content_hash, ingest, open_slide, open_tiff
@@ -14,8 +15,7 @@ pytestmark = pytest.mark.data
 @pytest.fixture(scope="module")
 def slides(data_dir):
     d = data_dir / "slides"
-    if not d.is_dir():
-        pytest.skip(f"no slides folder in {data_dir}")
+    require(d.is_dir(), f"no slides folder in {data_dir}")
     return d
 
 

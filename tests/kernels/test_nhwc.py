@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
 from hemoflow.kernels._nhwc import maxpool2_nhwc, unshuffle2_nhwc
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 2), (3, 8, 14), (2, 36, 20)])

@@ -8,10 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hemoflow import stages, synth
 from hemoflow.pipeline.tiles import analyze_tiled, halo_margin_um, halo_pixels
-
-synth = pytest.importorskip("hemoflow.synth")
-stages = pytest.importorskip("hemoflow.stages")
 
 MPP = 0.25
 SHAPE = (1200, 1400)

@@ -7,6 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from _require import require
 from report_synth import make_cells, make_thumbnail
 
 
@@ -36,9 +37,6 @@ def find_chromium() -> str | None:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     path = find_chromium()
-    if path is None:
-        pytest.skip(
-            "no headless Chromium found: install Debian's 'chromium' package "
-            "(apt-get install chromium) or set HEMOFLOW_CHROMIUM"
-        )
+    require(path is not None, "no headless Chromium found: install Debian's 'chromium' package "
+            "(apt-get install chromium) or set HEMOFLOW_CHROMIUM")
     return path

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hemoflow import synth
 from hemoflow.analyze import analyze_image
 from hemoflow.errors import SlideNotFoundError, SlideReadError, UnsupportedImageError
 
-synth = pytest.importorskip("hemoflow.synth")
+#: Reported RBC count / the generator's RBCs - 1 on 384²-640² fields: mean -2.2 %, sd 0.8 % over 36 fields; mean ± 3 sd.
+RBC_COUNT_BAND = (-0.047, 0.003)
 
 
 class _FakeClassifier:
@@ -24,7 +26,7 @@ def test_missing_and_corrupt_files(tmp_path):
         analyze_image(bad)
     gray = tmp_path / "gray.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(gray)
-    with pytest.raises(UnsupportedImageError, match="dtype"):
+    with pytest.raises(UnsupportedImageError, match="RGB"):
         analyze_image(gray, mpp=0.25)
 
 
@@ -36,9 +38,9 @@ def test_png_file_with_classifier(tmp_path):
     assert out["image"] == "field" and out["mpp"] == 0.25 and out["mpp_estimated"] is False
     assert out["wbc"] == 2
     assert out["wbc"] + out["rbc_cells"] + out["platelets"] == len(out["cells"])
-    # rbc: the density network's expected number (not the rows); close to the generator's
+    # rbc: the reported count (the count_weight sum, not the rows), in the band of tests/stages/test_field.py
     n_rbc = int(np.sum(np.asarray(truth["cls"]) == "rbc"))
-    assert abs(out["rbc"] - n_rbc) <= max(2, 0.08 * n_rbc), (out["rbc"], out["rbc_cells"], n_rbc)
+    assert RBC_COUNT_BAND[0] <= out["rbc"] / n_rbc - 1 <= RBC_COUNT_BAND[1], (out["rbc"], out["rbc_cells"], n_rbc)
     wbcs = [c for c in out["cells"] if c["cls"] == "wbc"]
     assert all(c["wbc_type"] == "neutrophil" and c["wbc_confidence"] == pytest.approx(0.7) for c in wbcs)
     assert all("wbc_type" not in c for c in out["cells"] if c["cls"] != "wbc")

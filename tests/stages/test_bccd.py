@@ -3,6 +3,7 @@
 import csv
 
 import pytest
+from _require import require
 
 from hemoflow.analyze import analyze_image
 
@@ -11,8 +12,7 @@ pytestmark = pytest.mark.data
 
 def test_bccd_first_20_wbc_counts(data_dir):
     root = data_dir / "bccd"
-    if not (root / "counts.csv").is_file():
-        pytest.skip("bccd data not present")
+    require((root / "counts.csv").is_file(), "bccd data not present")
     with open(root / "counts.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))[:20]
     ok = 0
@@ -30,8 +30,7 @@ def test_bccd_pooled_mpp_removes_per_field_scatter(data_dir):
     from hemoflow.analyze import estimate_shared_mpp
 
     root = data_dir / "bccd"
-    if not (root / "counts.csv").is_file():
-        pytest.skip("bccd data not present")
+    require((root / "counts.csv").is_file(), "bccd data not present")
     with open(root / "counts.csv", newline="") as fh:
         names = [r["image"] for r in csv.DictReader(fh)][:40]
     paths = [root / "JPEGImages" / f"{n}.jpg" for n in names]

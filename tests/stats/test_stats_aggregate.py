@@ -143,12 +143,14 @@ def test_bone_marrow_stages_and_me_ratio():
     cells = pd.DataFrame({"cls": "wbc", "area_um2": 1.0, "irregular": False, "wbc_type": types})
     s = summarize_slide(cells, specimen="bone_marrow", slide="m")
     m = s["marrow"]
-    assert (m["myeloid"], m["erythroid"]) == (30, 10)
-    assert m["me_ratio"] == 3.0
+    # older stage labels: myeloblast -> blast, the four normoblast stages -> erythroblast
+    assert (m["me_ratio"]["myeloid"], m["me_ratio"]["erythroid"]) == (30, 10)
+    assert m["me_ratio"]["ratio"] == 3.0
     assert m["stages_available"] is True
     assert list(m["stages"]) == list(MATURATION_STAGES)
-    assert m["stages"]["segmented_neutrophil"] == {"count": 10, "percent": 25.0}
-    assert sum(v["count"] for v in m["stages"].values()) == 40
+    assert m["stages"]["segmented_neutrophil"]["count"] == 10
+    assert m["stages"]["segmented_neutrophil"]["percent"] == pytest.approx(100 / 3)
+    assert sum(v["count"] for v in m["stages"].values()) == 30
     # Nucleated red cells are not white cells; bands and segmented count as neutrophils.
     assert s["counts"]["wbc"] == 40 and s["counts"]["nucleated_rbc"] == 10
     assert s["differential"]["neutrophil"]["count"] == 15
@@ -164,8 +166,8 @@ def test_bone_marrow_without_stage_labels():
     )
     m = summarize_slide(cells, specimen="bone_marrow", slide="m")["marrow"]
     assert m["stages_available"] is False and m["stages"] is None
-    assert "no maturation-stage labels" in m["stages_note"]
-    assert m["me_ratio"] is None and m["me_ratio_note"]
+    assert "no stage labels" in m["stages_note"]
+    assert m["me_ratio"]["ratio"] is None and m["me_ratio"]["note"]
 
 
 def test_patient_pools_slides():

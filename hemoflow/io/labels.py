@@ -49,7 +49,7 @@ import pandas as pd
 import zarr
 
 from hemoflow.errors import HemoflowError
-from hemoflow.report.overlays import CLASS_COLORS, cell_color
+from hemoflow.schema import CLASS_COLORS, cell_color
 
 __all__ = ["write_points_labels", "CLASS_VALUES"]
 
@@ -169,6 +169,60 @@ def write_points_labels(
     dict
         The label group's ``ome`` attributes as written.
     """
+    _check_arguments(cells, shape, downsample, values, shape_kind, chunk)
+    ds, chunk = int(downsample), int(chunk)
+    group = _open_image(image, storage_options)
+    if mpp is None:
+        mpp = _parent_mpp(group)
+        if mpp is None:
+            raise HemoflowError("mpp not given and not found in the image's multiscales")
+    mpp = float(mpp)
+    if not math.isfinite(mpp) or mpp <= 0:
+        raise HemoflowError(f"mpp must be positive, got {mpp!r}")
+
+    H, W = (int(s) for s in shape)
+    lh, lw = -(-H // ds), -(-W // ds)
+    n_levels = _level_count(group, n_levels, lh, lw, chunk)
+    cls = cells["cls"].astype(str).to_numpy()
+    geom = _cell_geometry(cells, cls, values, shape_kind, ds, mpp)
+
+    labels_grp = group.require_group("labels")
+    existing = labels_grp.attrs.asdict().get("ome", {}).get("labels", [])
+    labels_grp.attrs["ome"] = {
+        "version": NGFF_VERSION,
+        "labels": list(dict.fromkeys([*existing, name])),
+    }
+    target = labels_grp.create_group(name, overwrite=True)
+
+    shapes = [(lh, lw)]
+    for _ in range(1, n_levels):
+        ph, pw = shapes[-1]
+        shapes.append((-(-ph // 2), -(-pw // 2)))
+    arrays = [
+        target.create_array(
+            str(i), shape=s, chunks=(min(chunk, s[0]), min(chunk, s[1])), dtype="uint32",
+            fill_value=0, dimension_names=("y", "x"),
+        )
+        for i, s in enumerate(shapes)
+    ]
+    _write_finest(arrays[0], geom, lh, lw, chunk)
+    _write_coarser(arrays, shapes, chunk)
+    ome = {
+        "version": NGFF_VERSION,
+        "multiscales": [{"name": name, "axes": _AXES, "datasets": _datasets(mpp, ds, n_levels)}],
+        "image-label": _image_label(cells, cls, values, name, max_label_metadata),
+    }
+    target.attrs["ome"] = ome
+    return ome
+
+
+_AXES = [
+    {"name": "y", "type": "space", "unit": "micrometer"},
+    {"name": "x", "type": "space", "unit": "micrometer"},
+]
+
+
+def _check_arguments(cells, shape, downsample, values, shape_kind, chunk) -> None:
     if not isinstance(cells, pd.DataFrame):
         raise HemoflowError(f"cells must be a pandas DataFrame, got {type(cells).__name__}")
     missing = [c for c in ("y", "x", "cls") if c not in cells.columns]
@@ -185,32 +239,27 @@ def write_points_labels(
         raise HemoflowError(f"shape_kind must be 'disc' or 'bbox', got {shape_kind!r}")
     if int(chunk) < 16:
         raise HemoflowError(f"chunk must be at least 16, got {chunk!r}")
-    chunk = int(chunk)
     if len(cells) >= 2**32 - 1:
         raise HemoflowError("too many cells for uint32 labels")
 
-    if isinstance(image, zarr.Group):
-        group = image
-    else:
-        try:
-            group = zarr.open_group(
-                os.fspath(image) if isinstance(image, os.PathLike) else image,
-                mode="a",
-                zarr_format=3,
-                storage_options=storage_options,
-            )
-        except Exception as exc:  # noqa: BLE001 - report any store failure the same way
-            raise HemoflowError(f"cannot open OME-Zarr image {image!r}: {exc}") from exc
-    if mpp is None:
-        mpp = _parent_mpp(group)
-        if mpp is None:
-            raise HemoflowError("mpp not given and not found in the image's multiscales")
-    mpp = float(mpp)
-    if not math.isfinite(mpp) or mpp <= 0:
-        raise HemoflowError(f"mpp must be positive, got {mpp!r}")
 
-    H, W = (int(s) for s in shape)
-    lh, lw = -(-H // ds), -(-W // ds)
+def _open_image(image, storage_options) -> zarr.Group:
+    if isinstance(image, zarr.Group):
+        return image
+    try:
+        return zarr.open_group(
+            os.fspath(image) if isinstance(image, os.PathLike) else image,
+            mode="a",
+            zarr_format=3,
+            storage_options=storage_options,
+        )
+    except Exception as exc:  # noqa: BLE001 - report any store failure the same way
+        raise HemoflowError(f"cannot open OME-Zarr image {image!r}: {exc}") from exc
+
+
+def _level_count(group: zarr.Group, n_levels: int | None, lh: int, lw: int, chunk: int) -> int:
+    """Pyramid levels: given, else the image's, else halvings until one chunk holds the
+    label image (at most 10)."""
     if n_levels is None:
         n_levels = _parent_levels(group)
     if n_levels is None:
@@ -220,9 +269,14 @@ def write_points_labels(
     n_levels = int(n_levels)
     if n_levels < 1:
         raise HemoflowError(f"n_levels must be at least 1, got {n_levels!r}")
+    return n_levels
 
-    # Per-cell geometry in label pixels, drawn in class order.
-    cls = cells["cls"].astype(str).to_numpy()
+
+def _cell_geometry(cells: pd.DataFrame, cls: np.ndarray, values: str, shape_kind: str, ds: int,
+                   mpp: float) -> dict[str, Any]:
+    """Per-cell geometry in label pixels: centres, radii or boxes, the rows each chunk
+    may need (``reach_lo``/``reach_hi``), label values, and ``keep``: the drawn rows in
+    class order."""
     order = np.argsort([_ORDER.get(c, 3) for c in cls], kind="stable")
     label_values = (
         np.arange(1, len(cells) + 1, dtype=np.uint32)
@@ -250,29 +304,13 @@ def write_points_labels(
     else:
         reach_lo = np.stack([yc - r - 1, xc - r - 1], 1)
         reach_hi = np.stack([yc + r + 1, xc + r + 1], 1)
-    keep = order[label_values[order] > 0]
+    return {"yc": yc, "xc": xc, "r": r, "boxes": boxes, "values": label_values, "reach_lo": reach_lo,
+            "reach_hi": reach_hi, "keep": order[label_values[order] > 0]}
 
-    labels_grp = group.require_group("labels")
-    existing = labels_grp.attrs.asdict().get("ome", {}).get("labels", [])
-    labels_grp.attrs["ome"] = {
-        "version": NGFF_VERSION,
-        "labels": list(dict.fromkeys([*existing, name])),
-    }
-    target = labels_grp.create_group(name, overwrite=True)
 
-    shapes = [(lh, lw)]
-    for _ in range(1, n_levels):
-        ph, pw = shapes[-1]
-        shapes.append((-(-ph // 2), -(-pw // 2)))
-    arrays = [
-        target.create_array(
-            str(i), shape=s, chunks=(min(chunk, s[0]), min(chunk, s[1])), dtype="uint32",
-            fill_value=0, dimension_names=("y", "x"),
-        )
-        for i, s in enumerate(shapes)
-    ]
-
-    # Level 0: one chunk at a time, only the cells that reach into it.
+def _write_finest(arr, g: dict[str, Any], lh: int, lw: int, chunk: int) -> None:
+    """Level 0: one chunk at a time, only the cells that reach into it."""
+    keep, reach_lo, reach_hi, boxes = g["keep"], g["reach_lo"], g["reach_hi"], g["boxes"]
     for cy0 in range(0, lh, chunk):
         cy1 = min(cy0 + chunk, lh)
         in_rows = keep[(reach_hi[keep, 0] >= cy0) & (reach_lo[keep, 0] < cy1)]
@@ -283,13 +321,15 @@ def write_points_labels(
                 continue
             block = np.zeros((cy1 - cy0, cx1 - cx0), dtype=np.uint32)
             _rasterise(
-                block, cy0, cx0, yc[sel], xc[sel], r[sel], label_values[sel],
+                block, cy0, cx0, g["yc"][sel], g["xc"][sel], g["r"][sel], g["values"][sel],
                 None if boxes is None else boxes[sel],
             )
-            arrays[0][cy0:cy1, cx0:cx1] = block
+            arr[cy0:cy1, cx0:cx1] = block
 
-    # Coarser levels: nearest-neighbour halving of the level above, block by block.
-    for lvl in range(1, n_levels):
+
+def _write_coarser(arrays: list, shapes: list[tuple[int, int]], chunk: int) -> None:
+    """Coarser levels: nearest-neighbour halving of the level above, block by block."""
+    for lvl in range(1, len(arrays)):
         src, dst = arrays[lvl - 1], arrays[lvl]
         dh, dw = shapes[lvl]
         for y0 in range(0, dh, chunk):
@@ -297,11 +337,9 @@ def write_points_labels(
                 y1, x1 = min(y0 + chunk, dh), min(x0 + chunk, dw)
                 dst[y0:y1, x0:x1] = src[2 * y0 : 2 * y1 : 2, 2 * x0 : 2 * x1 : 2]
 
-    axes = [
-        {"name": "y", "type": "space", "unit": "micrometer"},
-        {"name": "x", "type": "space", "unit": "micrometer"},
-    ]
-    datasets = [
+
+def _datasets(mpp: float, ds: int, n_levels: int) -> list[dict[str, Any]]:
+    return [
         {
             "path": str(i),
             "coordinateTransformations": [
@@ -312,6 +350,12 @@ def write_points_labels(
         }
         for i in range(n_levels)
     ]
+
+
+def _image_label(cells: pd.DataFrame, cls: np.ndarray, values: str, name: str,
+                 max_label_metadata: int) -> dict[str, Any]:
+    """The ``image-label`` attributes: colours and properties per class, or per instance
+    while there are at most ``max_label_metadata`` cells."""
     image_label: dict[str, Any] = {"source": {"image": "../../"}}
     if values == "class":
         image_label["colors"] = [
@@ -336,10 +380,4 @@ def write_points_labels(
             "label image %s: %d cells exceed max_label_metadata=%d; no per-label colours written",
             name, len(cells), max_label_metadata,
         )
-    ome = {
-        "version": NGFF_VERSION,
-        "multiscales": [{"name": name, "axes": axes, "datasets": datasets}],
-        "image-label": image_label,
-    }
-    target.attrs["ome"] = ome
-    return ome
+    return image_label

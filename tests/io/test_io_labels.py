@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _require import require_import
 import zarr
 
 from hemoflow.errors import HemoflowError
-from hemoflow.report.labels import CLASS_VALUES, write_points_labels
+from hemoflow.io.labels import CLASS_VALUES, write_points_labels
 
 H, W, MPP = 600, 1000, 0.5
 
@@ -44,7 +45,7 @@ def cells():
 
 
 def test_opens_with_ome_zarr_reader(tmp_path, cells):
-    pytest.importorskip("ome_zarr", reason="ome-zarr (test extra) is not installed")
+    require_import("ome_zarr", "ome-zarr (test extra) is not installed")
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Labels, Reader
 
@@ -71,7 +72,7 @@ def test_opens_with_ome_zarr_reader(tmp_path, cells):
 
 
 def test_validates_against_ngff_models(tmp_path, cells):
-    pytest.importorskip("ome_zarr_models", reason="ome-zarr-models (test extra) is not installed")
+    require_import("ome_zarr_models", "ome-zarr-models (test extra) is not installed")
     from ome_zarr_models.v05.image import Image
     from ome_zarr_models.v05.image_label import ImageLabel
 
