@@ -13,9 +13,8 @@ import pytest
 import tifffile
 from PIL import Image
 
+from hemoflow import synth
 from hemoflow.cli import build_parser, main
-
-synth = pytest.importorskip("hemoflow.synth")
 
 
 def _hemoflow(*args, cwd=None):
