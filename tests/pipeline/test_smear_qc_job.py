@@ -133,7 +133,13 @@ def test_report_shows_rejected_and_failed_slides(job, tmp_path):
     assert "broken" in mix and "failed" in mix and "SlideReadError" in mix
 
 
-def test_gate_off_processes_the_he_slide(cluster, manifest, tmp_path):
+def test_gate_off_processes_the_he_slide_and_a_rerun_with_it_on_rejects_it(cluster, manifest, tmp_path):
     res = _run(cluster, manifest, tmp_path / "out", smear_qc=False)
     slides = {s["slide_id"]: s["status"] for s in res["slides"]}
-    assert list(slides.values()).count("ok") == 2 and res["job"]["slides_rejected"] == 0
+    assert slides == {"CMU-1-Small-Region": "ok", "smear": "ok", "broken": "failed"}
+    assert res["job"]["slides_rejected"] == 0 and res["job"]["slides_done"] == 2
+    # the plans recorded without the gate are reused, and gated now
+    again = _run(cluster, manifest, tmp_path / "out")
+    slides = {s["slide_id"]: s["status"] for s in again["slides"]}
+    assert slides == {"CMU-1-Small-Region": "rejected", "smear": "ok", "broken": "failed"}
+    assert again["job"]["progress"]["tiles_computed"] == 0  # the smear's tiles came from the ledger
