@@ -104,8 +104,8 @@ class JobRunner:
         self._lock = threading.Lock()
         # slides_done counts processed slides only; a slide ends done, failed or rejected
         self._progress = {"slides_total": len(manifest), "slides_done": 0, "slides_failed": 0,
-                          "slides_rejected": 0, "slides_skipped": 0, "tiles_total": 0, "tiles_done": 0, "tiles_resumed": 0,
-                          "cells": 0, "wbc_classified": 0, "tasks_resubmitted": 0}
+                          "slides_rejected": 0, "slides_skipped": 0, "tiles_total": 0, "tiles_done": 0,
+                          "tiles_resumed": 0, "cells": 0, "wbc_classified": 0, "tasks_resubmitted": 0}
         self.classified_on: set[str] = set()
         self._futures: list = []
         self.lock = None  # a hemoflow.jobs.lock.JobLock taken by the client, released at the end

@@ -52,5 +52,6 @@ def status_index_row(href: str, display: str, p: Mapping[str, Any]) -> str:
     return (
         f'<tr><td><a href="{escape(href)}">{escape(display)}</a></td>'
         f"<td class=\"t\">{escape(str(p.get('specimen', '')).replace('_', ' '))}</td><td>{n}</td>"
-        f"<td>–</td><td>–</td><td class=\"t\">no results: {escape(str(p.get('status') or 'failed'))}</td><td>–</td></tr>"
+        f"<td>–</td><td>–</td><td class=\"t\">no results: {escape(str(p.get('status') or 'failed'))}</td>"
+        "<td>–</td></tr>"
     )

@@ -248,7 +248,8 @@ def _check_foreground(m: Mapping[str, Any], p: QCParams) -> str:
     f = m["foreground_fraction"]
     lo, hi = p.foreground
     if f < lo:
-        return f"no stained material: {_pct(f)} of the sample is darker than the background (a smear has at least {_pct(lo)})"
+        return (f"no stained material: {_pct(f)} of the sample is darker than the background "
+                f"(a smear has at least {_pct(lo)})")
     if f > hi:
         return (f"no background between cells: {_pct(f)} of the sample is stained "
                 f"(a smear's reading area has at most {_pct(hi)})")
