@@ -4,7 +4,8 @@ The job is dynamic rather than one static graph, because a slide's tiles are onl
 once it is ingested and a classification batch is only worth sending once enough WBC
 crops are waiting:
 
-1. ``prepare_slide`` per slide (hash, ledger check, ingest, calibrate, plan tiles);
+1. ``prepare_slide`` per slide (hash, ledger check, ingest, the blood-smear QC gate,
+   calibrate, plan tiles); a slide the gate rejects ends there, not counted;
 2. ``run_tile`` per tile, as soon as its slide is planned (earlier slides first);
 3. ``classify_batch`` over groups of finished tiles, from any slides, sized so a task
    holds about ``batch_size`` crops (``GPU_POOL_BATCHES`` times that when a GPU worker
