@@ -19,22 +19,26 @@ Exit status (``docs/cli.md``):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from hemoflow.console import (
+    UsageError,
+    json_default,
+    key_value,
+    positive_float,
+    positive_int,
+    print_fields,
+    print_patients,
+    segment_params,
+)
 from hemoflow.errors import HemoflowError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class UsageError(HemoflowError):
-    """The command line is wrong (exit status 2)."""
 
 
 #: Python argument names in library messages -> the CLI flags that set them.
@@ -54,75 +58,6 @@ def _batch_status(n_ok: int, n_bad: int) -> int:
     if not n_bad:
         return EXIT_OK
     return EXIT_PARTIAL if n_ok else EXIT_ERROR
-
-
-# -- option types ---------------------------------------------------------------------
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
-def segment_params(pairs: Sequence[tuple[str, str]] | None) -> Any:
-    """``SegmentParams`` with the ``--param KEY=VALUE`` overrides applied (None without any).
-
-    Keys are the fields of :class:`hemoflow.stages.SegmentParams`; values are parsed by
-    the field's type (booleans as 0/1/true/false, a range as ``lo,hi``).
-
-    Raises
-    ------
-    UsageError
-        Unknown key or invalid value, naming ``--param``.
-    """
-    if not pairs:
-        return None
-    from hemoflow.config import parse_bool
-    from hemoflow.stages import SegmentParams
-
-    defaults = SegmentParams()
-    known = {f.name for f in dataclasses.fields(SegmentParams)}
-    kw: dict[str, Any] = {}
-    for key, value in pairs:
-        if key not in known:
-            raise UsageError(f"--param {key}: unknown parameter; known: {', '.join(sorted(known))}")
-        default = getattr(defaults, key)
-        try:
-            if isinstance(default, bool):
-                kw[key] = parse_bool(key, value)
-            elif isinstance(default, tuple):
-                kw[key] = tuple(float(x) for x in value.split(","))
-            elif isinstance(default, float):
-                kw[key] = float(value)
-            else:
-                kw[key] = value
-        except (ValueError, HemoflowError):
-            raise UsageError(f"--param {key}={value}: expected {type(default).__name__} "
-                             f"like the default {default!r}") from None
-    try:
-        return SegmentParams(**kw)
-    except HemoflowError as e:
-        raise UsageError(f"--param: {e}") from None
 
 
 # -- jobs -----------------------------------------------------------------------------
@@ -211,7 +146,7 @@ def cmd_run(args) -> int:
                             tile_resume=not args.no_tile_records,
                             pseudonymize_key=args.pseudonymize.encode() if args.pseudonymize else None)
         result = _wait(job)
-    _print_patients(result["patients"], truth=None)
+    print_patients(result["patients"], truth=None)
     print(f"job: {result['job']['seconds']:.1f}s (job.json); outputs: {result['job']['outputs']['patients']}")
     return _report_slides(result)
 
@@ -241,7 +176,7 @@ def cmd_demo(args) -> int:
     with Heartbeat("writing the HTML report") as hb:
         index = demo.write_demo_report(out)
     report_s = hb.seconds
-    _print_patients(result["patients"], truth=slides.truth)
+    print_patients(result["patients"], truth=slides.truth)
     status = _report_slides(result)
     jb = result["job"]
     print(f"\nslides: {slides.seconds:.1f}s ({slides.written} written, {slides.reused} reused); "
@@ -249,55 +184,6 @@ def cmd_demo(args) -> int:
           f"as in job.json); report: {report_s:.1f}s; total {time.perf_counter() - t0:.1f}s")
     print(f"outputs in {out}" + (f"; report {index}" if index else ""))
     return status
-
-
-# -- tables ---------------------------------------------------------------------------
-def _print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | None) -> None:
-    from hemoflow.demo import TYPES, truth_summary
-
-    hdr = (f"{'patient':<10} {'':<9} {'WBC':>6} {'RBC':>7} {'PLT':>5} "
-           + " ".join(f"{t[:5] + '%':>7}" for t in TYPES) + f" {'RBC µm²':>8}")  # mean RBC area
-    print(hdr)
-    print("-" * len(hdr))
-    for p in patients:
-        counts = p.get("counts", {})
-        diff = p.get("differential", {})
-        pct = {t: (diff.get(t, {}) or {}).get("percent") for t in TYPES}
-        if pct.get("blast") is None:
-            pct["blast"] = (p.get("blast", {}) or {}).get("percent")
-        status = p.get("status")
-        label = "measured" if status in (None, "ok", "measured") else str(status)[:9]
-        print(f"{p['patient_id']:<10} {label:<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} "
-              f"{counts.get('platelet', 0):>5} " + " ".join(_fmt(pct[t]) for t in TYPES)
-              + f" {_fmt(_rbc_area(p), 8)}")
-        if truth and p["patient_id"] in truth:
-            t = truth_summary(truth[p["patient_id"]])
-            print(f"{'':<10} {'truth':<9} {t['wbc']:>6} {t['rbc']:>7} {t['platelets']:>5} "
-                  + " ".join(_fmt(t["diff"][k]) for k in TYPES))
-
-
-def _rbc_area(p: dict[str, Any]) -> float | None:
-    """Mean RBC area (µm²) of a patient summary."""
-    v = ((p.get("morphology") or {}).get("rbc") or {}).get("area_um2_mean")
-    return float(v) if isinstance(v, (int, float)) else None
-
-
-def _fmt(v: float | None, width: int = 7) -> str:
-    return f"{v:{width}.1f}" if v is not None else f"{'-':>{width}}"
-
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 # -- single images --------------------------------------------------------------------
@@ -338,28 +224,11 @@ def cmd_analyze(args) -> int:
             r["mpp_estimated"], r["mpp_pooled_over"] = True, pooled
         results.append(r)
     if args.json:
-        json.dump(results, sys.stdout, indent=None if len(results) > 1 else 2, default=_json_default)
+        json.dump(results, sys.stdout, indent=None if len(results) > 1 else 2, default=json_default)
         print()
     else:
-        _print_fields(results)
+        print_fields(results)
     return _batch_status(len(results), bad)
-
-
-def _print_fields(results: list[dict[str, Any]]) -> None:
-    import numpy as np
-
-    print(f"{'image':<40} {'WBC':>4} {'RBC':>5} {'PLT':>4} {'RBC µm²':>8} {'µm/px':>6}  WBC types")
-    for r in results:
-        types = [c.get("wbc_type") for c in r["cells"] if c.get("cls") == "wbc"]
-        wt = ",".join(t or "?" for t in types) if any(types) else "-"
-        areas = [c["area_um2"] for c in r["cells"] if c.get("cls") == "rbc"]
-        area = float(np.mean(areas)) if areas else None
-        if r.get("mpp_pooled_over"):
-            est = f" (estimated over {r['mpp_pooled_over']} fields)"
-        else:
-            est = " (estimated)" if r.get("mpp_estimated") else ""
-        print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4} {_fmt(area, 8)} "
-              f"{r['mpp']:>6.3f}  {wt}{est}")
 
 
 _CLASSIFY_CHUNK = 512
@@ -398,7 +267,7 @@ def cmd_classify(args) -> int:
                     _error(e)
         progress(len(results) + bad, len(good))
     if args.json:
-        json.dump(results, sys.stdout, indent=2, default=_json_default)
+        json.dump(results, sys.stdout, indent=2, default=json_default)
         print()
     elif results:
         print("image\tWBC type\tprobability")
@@ -412,7 +281,7 @@ def cmd_train(args) -> int:
     from hemoflow.classify.train import train_from_folder
 
     info = train_from_folder(args.folder, args.out, epochs=args.epochs, seed=args.seed)
-    print(json.dumps(info, indent=2, default=_json_default))
+    print(json.dumps(info, indent=2, default=json_default))
     return EXIT_OK
 
 
@@ -458,15 +327,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cluster_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="local worker processes (default: one per core)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="connect to this Dask scheduler (tcp:// or tls://) instead of starting local workers")
-    p.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
+    p.add_argument("--tile-size", type=positive_int, default=None, metavar="PX",
                    help="tile core side in level-0 px (default 4096, or $HEMOFLOW_TILE_SIZE)")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8x the classification compute)")
-    p.add_argument("--param", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+    p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams), e.g. "
                         "rbc_density_model=0; repeatable; see docs/cli.md")
     p.add_argument("--tls-ca", default=None, metavar="FILE", help="CA certificate for a tls:// scheduler")
@@ -485,14 +354,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks)")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
                            help="what to do; `hemoflow COMMAND --help` lists its options")
+    _add_job_commands(sub)
+    _add_image_commands(sub)
+    _add_other_commands(sub)
+    return ap
 
+
+def _add_job_commands(sub) -> None:
     p = sub.add_parser("demo", help="generate a small synthetic archive and run the whole job on it",
                        description="Write 3 patients x N synthetic slides with ground truth, process them on "
                                    "local workers, write the report, and print measured vs true counts.")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--size", type=_positive_int, default=8000, metavar="PX",
+    p.add_argument("--size", type=positive_int, default=8000, metavar="PX",
                    help="slide side in px (default 8000)")
-    p.add_argument("--slides-per-patient", type=_positive_int, default=2, metavar="N",
+    p.add_argument("--slides-per-patient", type=positive_int, default=2, metavar="N",
                    help="slides per patient (default 2)")
     _cluster_opts(p)
     p.set_defaults(func=cmd_demo)
@@ -519,11 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_opts(p)
     p.set_defaults(func=cmd_run)
 
+
+def _add_image_commands(sub) -> None:
     p = sub.add_parser("analyze", help="count and classify the cells of microscope fields (JPEG/PNG/TIFF)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF fields")
     p.add_argument("--json", action="store_true", help="print a JSON list (one record per image)")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
+    scale.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
                        help="µm per pixel (default: estimated from the RBC size; with several images, "
                        "one median estimate for all of them)")
     scale.add_argument("--mpp-per-image", action="store_true",
@@ -531,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8 flips and quarter turns per crop)")
-    p.add_argument("--param", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+    p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams); repeatable")
     p.set_defaults(func=cmd_analyze)
 
@@ -539,23 +416,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF images, one cell each")
     p.add_argument("--json", action="store_true",
                    help='print a JSON list of {"image", "label", "probability", "probabilities"}')
-    p.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
+    p.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
                    help="µm per pixel of the images (default: the PBC camera's, about 0.1)")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per image (default: average over its 8 flips and quarter turns)")
     p.set_defaults(func=cmd_classify)
 
+
+def _add_other_commands(sub) -> None:
     p = sub.add_parser("train", help="train a cell classifier from a folder with labels.csv")
     p.add_argument("folder", help="folder with labels.csv (columns path, label) and the images it lists")
     p.add_argument("--out", required=True, metavar="FILE", help="weights file to write")
-    p.add_argument("--epochs", type=_positive_int, default=10, metavar="N", help="training epochs (default 10)")
+    p.add_argument("--epochs", type=positive_int, default=10, metavar="N", help="training epochs (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("ingest", help="convert a TIFF / OME-TIFF / SVS slide to OME-Zarr")
     p.add_argument("src", help="slide file (local path or s3:// URL)")
     p.add_argument("dest", help="folder or s3:// URL of the .ome.zarr to write")
-    p.add_argument("--mpp", type=_positive_float, default=None, metavar="UM",
+    p.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
                    help="pixel size in µm per pixel (default: read from the file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing image at DEST")
     p.add_argument("--any-layout", action="store_true",
@@ -571,7 +450,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("warmup", help="compile the Numba kernels now (scripts/setup.sh runs this), "
                                       "so that the first job starts computing at once")
     p.set_defaults(func=cmd_warmup)
-    return ap
 
 
 class _DropSlideFailures(logging.Filter):

@@ -82,6 +82,10 @@ class JobConfig:
         Classify each WBC crop with test-time augmentation (softmax averaged over its 8
         flips and quarter turns): 8x the classification compute. Off by default for jobs
         (throughput); ``hemoflow classify`` uses it by default.
+    smear_qc : bool
+        Check each slide is a stained blood smear before counting it
+        (:func:`hemoflow.stages.qc.smear_qc`, ``docs/qc.md``); a slide that is not is
+        ``"rejected"`` with the reason, not counted.
     """
 
     tile_size: int = 4096
@@ -89,9 +93,11 @@ class JobConfig:
     batch_size: int = 512
     chunk: int = 1024
     tta: bool = False
+    smear_qc: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tta", parse_bool("tta", self.tta))
+        object.__setattr__(self, "smear_qc", parse_bool("smear_qc", self.smear_qc))
         object.__setattr__(self, "tile_size", parse_positive_int("tile_size", self.tile_size))
         object.__setattr__(self, "batch_size", parse_positive_int("batch_size", self.batch_size))
         object.__setattr__(self, "chunk", parse_positive_int("chunk", self.chunk))
@@ -112,7 +118,7 @@ class JobConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "JobConfig":
         """Defaults, then ``HEMOFLOW_TILE_SIZE`` / ``HEMOFLOW_HALO_UM`` /
-        ``HEMOFLOW_BATCH_SIZE`` / ``HEMOFLOW_CHUNK`` / ``HEMOFLOW_TTA``, then explicit
+        ``HEMOFLOW_BATCH_SIZE`` / ``HEMOFLOW_CHUNK`` / ``HEMOFLOW_TTA`` / ``HEMOFLOW_SMEAR_QC``, then explicit
         ``overrides``."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

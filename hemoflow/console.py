@@ -3,6 +3,8 @@
 - :class:`ProgressBar` draws a job's progress (one updating line on a terminal, a plain
   line every few seconds otherwise, and at least every ``heartbeat`` seconds).
 - :class:`Heartbeat` says what a long step is doing while it runs.
+- option values (:func:`positive_float`, :func:`segment_params` for ``--param``) and the
+  tables the commands print (:func:`print_patients`, :func:`print_fields`).
 - :func:`warm_kernels` compiles the Numba kernels (or loads them from Numba's on-disk
   cache) in this process, with a message and per-step times, so that worker processes
   started afterwards load them from the cache instead of each compiling them in silence.
@@ -12,13 +14,19 @@ Only the CLI uses this module; library code logs.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import math
 import os
 import sys
 import threading
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
-__all__ = ["ProgressBar", "Heartbeat", "warm_kernels", "kernels_cached", "say"]
+from hemoflow.errors import HemoflowError
+
+__all__ = ["ProgressBar", "Heartbeat", "warm_kernels", "kernels_cached", "say", "UsageError", "positive_float",
+           "positive_int", "key_value", "segment_params", "print_patients", "print_fields", "json_default", "fmt"]
 
 
 def say(msg: str, stream: TextIO | None = None) -> None:
@@ -182,3 +190,142 @@ def warm_kernels(stream: TextIO | None = None, *, quiet_when_cached: bool = Fals
         with Heartbeat(f"  [{i}/2] {name}", stream=stream):
             fn()
     return time.perf_counter() - t0
+
+
+# -- option values ----------------------------------------------------------------------
+class UsageError(HemoflowError):
+    """The command line is wrong (exit status 2)."""
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def segment_params(pairs: Sequence[tuple[str, str]] | None) -> Any:
+    """``SegmentParams`` with the ``--param KEY=VALUE`` overrides applied (None without any).
+
+    Keys are the fields of :class:`hemoflow.stages.SegmentParams`; values are parsed by
+    the field's type (booleans as 0/1/true/false, a range as ``lo,hi``).
+
+    Raises
+    ------
+    UsageError
+        Unknown key or invalid value, naming ``--param``.
+    """
+    if not pairs:
+        return None
+    from hemoflow.config import parse_bool
+    from hemoflow.stages import SegmentParams
+
+    defaults = SegmentParams()
+    known = {f.name for f in dataclasses.fields(SegmentParams)}
+    kw: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in known:
+            raise UsageError(f"--param {key}: unknown parameter; known: {', '.join(sorted(known))}")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, bool):
+                kw[key] = parse_bool(key, value)
+            elif isinstance(default, tuple):
+                kw[key] = tuple(float(x) for x in value.split(","))
+            elif isinstance(default, float):
+                kw[key] = float(value)
+            else:
+                kw[key] = value
+        except (ValueError, HemoflowError):
+            raise UsageError(f"--param {key}={value}: expected {type(default).__name__} "
+                             f"like the default {default!r}") from None
+    try:
+        return SegmentParams(**kw)
+    except HemoflowError as e:
+        raise UsageError(f"--param: {e}") from None
+
+
+# -- tables -------------------------------------------------------------------------------
+def print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | None) -> None:
+    from hemoflow.demo import TYPES, truth_summary
+
+    hdr = (f"{'patient':<10} {'':<9} {'WBC':>6} {'RBC':>7} {'PLT':>5} "
+           + " ".join(f"{t[:5] + '%':>7}" for t in TYPES) + f" {'RBC µm²':>8}")  # mean RBC area
+    print(hdr)
+    print("-" * len(hdr))
+    for p in patients:
+        counts = p.get("counts", {})
+        diff = p.get("differential", {})
+        pct = {t: (diff.get(t, {}) or {}).get("percent") for t in TYPES}
+        if pct.get("blast") is None:
+            pct["blast"] = (p.get("blast", {}) or {}).get("percent")
+        status = p.get("status")
+        label = "measured" if status in (None, "ok", "measured") else str(status)[:9]
+        print(f"{p['patient_id']:<10} {label:<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} "
+              f"{counts.get('platelet', 0):>5} " + " ".join(fmt(pct[t]) for t in TYPES)
+              + f" {fmt(_rbc_area(p), 8)}")
+        if truth and p["patient_id"] in truth:
+            t = truth_summary(truth[p["patient_id"]])
+            print(f"{'':<10} {'truth':<9} {t['wbc']:>6} {t['rbc']:>7} {t['platelets']:>5} "
+                  + " ".join(fmt(t["diff"][k]) for k in TYPES))
+
+
+def _rbc_area(p: dict[str, Any]) -> float | None:
+    """Mean RBC area (µm²) of a patient summary."""
+    v = ((p.get("morphology") or {}).get("rbc") or {}).get("area_um2_mean")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def fmt(v: float | None, width: int = 7) -> str:
+    return f"{v:{width}.1f}" if v is not None else f"{'-':>{width}}"
+
+
+def json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def print_fields(results: list[dict[str, Any]]) -> None:
+    import numpy as np
+
+    print(f"{'image':<40} {'WBC':>4} {'RBC':>5} {'PLT':>4} {'RBC µm²':>8} {'µm/px':>6}  WBC types")
+    for r in results:
+        types = [c.get("wbc_type") for c in r["cells"] if c.get("cls") == "wbc"]
+        wt = ",".join(t or "?" for t in types) if any(types) else "-"
+        areas = [c["area_um2"] for c in r["cells"] if c.get("cls") == "rbc"]
+        area = float(np.mean(areas)) if areas else None
+        if r.get("mpp_pooled_over"):
+            est = f" (estimated over {r['mpp_pooled_over']} fields)"
+        else:
+            est = " (estimated)" if r.get("mpp_estimated") else ""
+        print(f"{r['image']:<40} {r['wbc']:>4} {r['rbc']:>5} {r['platelets']:>4} {fmt(area, 8)} "
+              f"{r['mpp']:>6.3f}  {wt}{est}")

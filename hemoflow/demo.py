@@ -171,4 +171,5 @@ def write_demo_report(out: Path) -> Path | None:
     except Exception as exc:
         log.warning("report not written: %s", exc)
         return None
-    return paths[0] if paths else out / "report"
+    index = [p for p in paths if Path(p).name == "index.html"]
+    return Path(index[0]) if index else (Path(paths[0]) if paths else out / "report")

@@ -13,9 +13,8 @@ import pytest
 import tifffile
 from PIL import Image
 
+from hemoflow import synth
 from hemoflow.cli import build_parser, main
-
-synth = pytest.importorskip("hemoflow.synth")
 
 
 def _hemoflow(*args, cwd=None):
@@ -168,11 +167,24 @@ def test_version(capsys):
 
 
 def test_table_headers_carry_units(capsys):
-    from hemoflow.cli import _print_patients
+    from hemoflow.console import print_patients
 
-    _print_patients([{"patient_id": "P1", "counts": {"wbc": 2, "rbc": 10, "platelet": 1},
+    print_patients([{"patient_id": "P1", "counts": {"wbc": 2, "rbc": 10, "platelet": 1},
                       "differential": {"neutrophil": {"percent": 50.0}, "lymphocyte": {"percent": 50.0}},
                       "morphology": {"rbc": {"area_um2_mean": 41.5}}}], truth=None)
     header, _, row = capsys.readouterr().out.splitlines()[:3]
     assert "neutr%" in header and "blast%" in header and "RBC µm²" in header
     assert row.split()[-1] == "41.5" and "50.0" in row
+
+
+def test_param_values_are_parsed_by_the_field_type():
+    from hemoflow.console import UsageError, segment_params
+    from hemoflow.stages import SegmentParams
+
+    assert segment_params(None) is None
+    p = segment_params([("rbc_density_model", "0"), ("platelet_diameter_um", "1.2,3.5"), ("rbc_diameter_um", "8")])
+    assert p == SegmentParams(rbc_density_model=False, platelet_diameter_um=(1.2, 3.5), rbc_diameter_um=8.0)
+    for bad in [("rbc_density_model", "perhaps"), ("no_such_key", "1"), ("platelet_diameter_um", "4,1"),
+                ("rbc_diameter_um", "big")]:
+        with pytest.raises(UsageError, match="--param"):
+            segment_params([bad])

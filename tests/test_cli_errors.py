@@ -11,17 +11,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from hemoflow.cli import EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE, main
+from _require import require
 
-synth = pytest.importorskip("hemoflow.synth")
-SLIDES = Path(os.environ.get("HEMOFLOW_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "slides"
+from hemoflow import synth
+from hemoflow.cli import EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE, main
 
 
 @pytest.fixture(autouse=True)
@@ -121,10 +120,9 @@ def test_ingest_refuses_what_run_would_refuse(capsys, files, tmp_path):
 
 
 @pytest.mark.data
-def test_ingest_refuses_the_real_5d_ome_tiff(capsys, tmp_path):
-    src = SLIDES / "multi-channel-z-series.ome.tif"
-    if not src.exists():
-        pytest.skip(f"{src} not present")
+def test_ingest_refuses_the_real_5d_ome_tiff(capsys, tmp_path, data_dir):
+    src = data_dir / "slides" / "multi-channel-z-series.ome.tif"
+    require(src.exists(), f"{src} not present")
     code, _, err = _cli(capsys, "ingest", src, tmp_path / "o.zarr")
     assert code == EXIT_ERROR
     _one_error_line(err, "multi-channel-z-series.ome.tif: ", "int8")
@@ -150,8 +148,7 @@ def test_ingest_truncated_slide(capsys, files, tmp_path):
 @pytest.mark.parametrize("where", ["proc", "file"])
 def test_demo_out_not_writable(capsys, tmp_path, where):
     if where == "proc":
-        if not os.path.isdir("/proc"):
-            pytest.skip("no /proc")
+        require(os.path.isdir("/proc"), "no /proc on this system")
         out = "/proc/hemoflow-demo"
     else:
         out = tmp_path / "a-file"

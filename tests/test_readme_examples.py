@@ -68,7 +68,7 @@ def _examples() -> list:
 
 def test_extract_examples():
     text = f"intro\n{MARK}\n\n```python\nprint(1)\n```\n```bash\nnot marked\n```\n{MARK}\n```bash\necho hi\n```\n"
-    assert extract_examples(text) == [("python", "print(1)\n", 4), ("bash", "echo hi\n", 10)]
+    assert extract_examples(text) == [("python", "print(1)\n", 4), ("bash", "echo hi\n", 11)]
     with pytest.raises(AssertionError, match="not followed"):
         extract_examples(f"{MARK}\ntext\n")
 

@@ -12,7 +12,7 @@ line.
 >>> rgb8_problem((4, 4, 3), "uint8") is None
 True
 >>> rgb8_problem((4, 4), "uint8")
-'greyscale image (shape (4, 4)); hemoflow needs 8-bit RGB colour images'
+'greyscale image (shape (4, 4), dtype uint8); hemoflow needs 8-bit RGB colour images'
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def rgb8_problem(shape: tuple[int, ...], dtype: Any) -> str | None:
     shape = tuple(int(n) for n in shape)
     dt = np.dtype(dtype)
     if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
-        return f"greyscale image (shape {shape}); hemoflow needs 8-bit RGB colour images"
+        return f"greyscale image (shape {shape}, dtype {dt}); hemoflow needs 8-bit RGB colour images"
     if len(shape) != 3 or shape[2] not in (3, 4):
         return f"expected an RGB image of shape (H, W, 3), got shape {shape} dtype {dt}"
     if dt != np.uint8:
-        return f"{dt} image (shape {shape}); hemoflow needs 8-bit (uint8) RGB images"
+        return f"{dt} image (shape {shape}, dtype {dt}); hemoflow needs 8-bit (uint8) RGB images"
     if shape[0] < 1 or shape[1] < 1:
-        return f"empty image (shape {shape})"
+        return f"empty image (shape {shape}, dtype {dt})"
     return None
 
 

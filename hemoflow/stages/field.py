@@ -25,7 +25,7 @@ count 0) and background within ``rbc_mass_reach_um`` (one RBC diameter) of it, n
 kept basin first, WBC pixels excluded, shared by the basin's parts. Counts are the rounded
 sum of the weights: the density summed over the field outside WBCs, which on BCCD is closer
 to the annotated counts than the most probable cells or the count model's expectation
-(see ``docs/ablation_counts.md``). Without the network a row weighs its basin's expected
+(see ``docs/experiments/ablation_counts.md``). Without the network a row weighs its basin's expected
 count ``sum_k k p_k`` (plus that of nearby dropped basins) shared by its parts. WBC and
 platelet rows weigh 1.
 

@@ -82,7 +82,7 @@ class SegmentParams:
         Longest nuclear cluster (Feret diameter) of one WBC; a longer one is two touching
         WBCs and is split in two. Chosen on the development part of BCCD: single WBC
         nuclei there span at most 20.0 µm, touching pairs 21.9-22.1 µm (see
-        ``docs/ablation_counts.md``).
+        ``docs/experiments/ablation_counts.md``).
     platelet_diameter_um : tuple
         Accepted equivalent-diameter range of platelets.
     platelet_threshold_frac : float

@@ -316,7 +316,7 @@ def main(argv=None) -> int:
     hold_names = sorted(set(truth) - set(fit_names))
     mpp = args.mpp if args.mpp is not None else pooled_mpp(root)
     params = SegmentParams()
-    print(f"pixel size {mpp:.5f} um/px; {len(fit_names)} fitting images, {len(hold_names)} self-holdout", flush=True)
+    print(f"pixel size {mpp:.5f} um/px; {len(fit_names)} fitting images, {len(hold_names)} validation", flush=True)
 
     t0 = time.time()
     data = _bccd_samples(root, sorted(truth), mpp, params, args.sigma_um)
@@ -352,9 +352,9 @@ def main(argv=None) -> int:
     meta["fit"] = _score("fitting images (trained on)", [predict_total(net, data[n][0]) for n in fit_names],
                          [truth[n] for n in fit_names])
     if hold_names:
-        meta["self_holdout"] = _score("self-holdout (never trained on)",
-                                      [predict_total(net, data[n][0]) for n in hold_names],
-                                      [truth[n] for n in hold_names])
+        meta["validation"] = _score("validation (never trained on; used for choices)",
+                                    [predict_total(net, data[n][0]) for n in hold_names],
+                                    [truth[n] for n in hold_names])
     # int8 copy for inference (several times faster on CPU)
     int8_state = quantize(net, calib)
     meta["int8_calibration_images"] = len(calib)
