@@ -67,7 +67,7 @@ class JobConfig:
     ----------
     tile_size : int
         Side of a tile's core in level-0 pixels. Chosen by measurement
-        (``docs/performance.md``): at 4096 the scheduler's overhead per task is a fraction
+        (``docs/experiments/performance.md``): at 4096 the scheduler's overhead per task is a fraction
         of a percent and the halo adds about a tenth of the pixels; larger tiles cost no
         less per pixel and hold more memory.
     halo_um : float or None

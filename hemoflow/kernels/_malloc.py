@@ -11,7 +11,7 @@ So worker processes get a 256 MB mmap threshold, a 512 MB trim threshold and one
 arena: freed blocks are reused without faults, and one arena keeps the threads' freed
 memory in one place: tile tasks take about a third less time for a few percent more peak
 memory (``benchmarks/slide_throughput.py --pipeline-only``; figures in
-``docs/performance.md``). Raising the thresholds alone with ``mallopt`` after the worker
+``docs/experiments/performance.md``). Raising the thresholds alone with ``mallopt`` after the worker
 has started is as fast but peaks higher (arenas made earlier cannot be merged), hence the
 environment at spawn (:func:`worker_environ`, used by :class:`hemoflow.Client` for its embedded cluster;
 the Helm chart sets ``MALLOC_ARENA_MAX`` for its workers) plus :func:`tune_malloc` in the

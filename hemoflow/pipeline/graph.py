@@ -50,7 +50,7 @@ __all__ = ["JobRunner", "gpu_workers"]
 #: With a GPU worker, a classify task pools this many ``batch_size`` batches of crops: per
 #: task costs (concatenating crops, transfers, labels) dominate small tasks: on a GPU,
 #: 4096 crops per task classify about 40 % more cells per second than 512
-#: (``benchmarks/classify.py --worker``, docs/performance.md).
+#: (``benchmarks/classify.py --worker``, docs/experiments/performance.md).
 GPU_POOL_BATCHES = 8
 
 

@@ -17,7 +17,7 @@ from hemoflow.stages.preprocess import CELL_CHANNELS
 
 __all__ = ["SegmentParams", "ABLATION_DEFAULTS", "ablation_switch"]
 
-#: Switches that exist only for the ablations of ``docs/ablation_counts.md``, with the value
+#: Switches that exist only for the ablations of ``docs/experiments/ablation_counts.md``, with the value
 #: every production run uses. They are not fields of :class:`SegmentParams`, so they are no
 #: part of a job's parameters or its ledger keys;
 #: :class:`hemoflow.training.ablation.AblationParams` adds them as fields for the

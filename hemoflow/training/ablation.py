@@ -1,4 +1,4 @@
-"""Parameters of the count ablations (``docs/ablation_counts.md``).
+"""Parameters of the count ablations (``docs/experiments/ablation_counts.md``).
 
 Switches that exist only to measure what a design choice is worth are not part of
 :class:`~hemoflow.stages.SegmentParams` (production runs, job records and ledger keys never
@@ -42,7 +42,7 @@ class AblationParams(SegmentParams):
     smooth_cell : bool
         The same for the cell channel (RBC outlines). Off by default: on BCCD it costs RBC
         accuracy (MAPE 8.9 % unsmoothed vs 9.5 % smoothed) while smoothing the nucleus
-        channel helps platelets (MAE 0.379 vs 0.469); see ``docs/ablation_counts.md``.
+        channel helps platelets (MAE 0.379 vs 0.469); see ``docs/experiments/ablation_counts.md``.
     platelet_count_model : bool
         Let the shipped per-candidate model (:mod:`hemoflow.stages._platelet_count`)
         decide which small stained objects, found at ``platelet_candidate_frac`` of the
@@ -54,7 +54,7 @@ class AblationParams(SegmentParams):
     close_um : float
         Closing radius applied to the cell mask before hole filling (0: none; joins the
         open rims of pale RBCs, but merges neighbours -- off by default, see
-        ``docs/ablation_counts.md``).
+        ``docs/experiments/ablation_counts.md``).
     cell_threshold_scale : float
         Multiplier of the calibrated cell threshold (< 1 picks up paler cells).
     """
