@@ -163,16 +163,7 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
     2
     """
     H, W = (int(v) for v in shape)
-    if H < 16 or W < 16:
-        raise HemoflowError(f"shape must be at least 16 x 16 px, got {shape!r}")
-    if not (mpp > 0 and math.isfinite(mpp)):
-        raise HemoflowError(f"mpp must be a positive number, got {mpp!r}")
-    if not 0 <= rbc_density < 0.7:
-        raise HemoflowError(f"rbc_density must be in [0, 0.7), got {rbc_density!r}")
-    if not 0 <= irregular_fraction <= 1:
-        raise HemoflowError(f"irregular_fraction must be in [0, 1], got {irregular_fraction!r}")
-    if not 0.5 <= rbc_min_separation <= 1.5:
-        raise HemoflowError(f"rbc_min_separation must be in [0.5, 1.5], got {rbc_min_separation!r}")
+    _check_plan(H, W, shape, mpp, rbc_density, irregular_fraction, rbc_min_separation)
     mix = _parse_mix(wbc_mix)
     stain = Stain().jittered(seed) if stain is None else stain
     um = 1.0 / mpp
@@ -184,8 +175,31 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
         n_wbc = int(rng.poisson(lam))
     if n_platelets is None:
         n_platelets = int(rng.poisson(exp_rbc / 15))
-    sep = float(rbc_min_separation)
-    clear, gap = wbc_clearance_um * um, _PLATELET_GAP_UM * um
+    req = _spacing(float(rbc_min_separation), wbc_clearance_um * um, _PLATELET_GAP_UM * um)
+    placed = _place_wbcs_and_platelets(rng, mix, n_wbc, n_platelets, um, H, W, req)
+    rbc_blocks = _place_rbcs(seed, placed, H, W, req, rbc_density=rbc_density, mean_rbc_area=mean_rbc_area,
+                             rbc_diameter_um=rbc_diameter_um, rbc_diameter_sd_um=rbc_diameter_sd_um,
+                             irregular_fraction=irregular_fraction, um=um)
+    cells = _finish_cells(_concat([placed, *rbc_blocks.values()]))
+    return SlidePlan((H, W), float(mpp), int(seed), stain, cells)
+
+
+def _check_plan(H: int, W: int, shape, mpp, rbc_density, irregular_fraction, rbc_min_separation) -> None:
+    if H < 16 or W < 16:
+        raise HemoflowError(f"shape must be at least 16 x 16 px, got {shape!r}")
+    if not (mpp > 0 and math.isfinite(mpp)):
+        raise HemoflowError(f"mpp must be a positive number, got {mpp!r}")
+    if not 0 <= rbc_density < 0.7:
+        raise HemoflowError(f"rbc_density must be in [0, 0.7), got {rbc_density!r}")
+    if not 0 <= irregular_fraction <= 1:
+        raise HemoflowError(f"irregular_fraction must be in [0, 1], got {irregular_fraction!r}")
+    if not 0.5 <= rbc_min_separation <= 1.5:
+        raise HemoflowError(f"rbc_min_separation must be in [0.5, 1.5], got {rbc_min_separation!r}")
+
+
+def _spacing(sep: float, clear: float, gap: float):
+    """``req(a, i, b, j)``: the minimum centre distance between cells a[i] and b[j]
+    (``req.extra``: the largest clearance added to the radii)."""
 
     def req(a, i, b, j):
         """Minimum centre distance between cells a[i] and b[j]."""
@@ -196,8 +210,13 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
                         a["rb"][i].astype(np.float64) + b["rb"][j] + np.where(wbc, clear, gap))
 
     req.extra = max(clear, gap)
+    return req
 
-    # WBCs: types by largest remainder of the mix, then sequential dart throwing.
+
+def _place_wbcs_and_platelets(rng, mix, n_wbc: int, n_platelets: int, um: float, H: int, W: int,
+                              req) -> dict[str, np.ndarray]:
+    """WBCs (types by largest remainder of the mix, then sequential dart throwing), then
+    platelets."""
     quota = np.array(list(mix.values())) * n_wbc
     counts = np.floor(quota).astype(int)
     counts[np.argsort(-(quota - counts), kind="stable")[: n_wbc - counts.sum()]] += 1
@@ -210,9 +229,13 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
         log.warning("placed %d of %d WBCs (slide too small or crowded)", len(placed["cy"]), n_wbc)
     ptypes = np.full(n_platelets, D.PLATELET, np.int8)
     plt = _shape_params(rng, ptypes, rng.uniform(*_PLATELET_DIAMETER, n_platelets) * um / 2, 0.0)
-    placed = _place_owned(rng, plt, placed, H, W, req)
+    return _place_owned(rng, plt, placed, H, W, req)
 
-    # RBCs: per planning block, each with its own generator, in raster order.
+
+def _place_rbcs(seed: int, placed: dict[str, np.ndarray], H: int, W: int, req, *, rbc_density: float,
+                mean_rbc_area: float, rbc_diameter_um: float, rbc_diameter_sd_um: float,
+                irregular_fraction: float, um: float) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """RBCs per planning block, each block with its own generator, in raster order."""
     nby, nbx = -(-H // _PLAN_BLOCK), -(-W // _PLAN_BLOCK)
     rbc_blocks: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     for by in range(nby):
@@ -231,7 +254,11 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
                                             (by, bx - 1)) if b in rbc_blocks]
             old = _concat([placed, *near])
             rbc_blocks[(by, bx)] = _greedy(cand, np.arange(m), k, old, H, W, req)
-    cells = _concat([placed, *rbc_blocks.values()])
+    return rbc_blocks
+
+
+def _finish_cells(cells: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Ids, outline areas, centroids and drawing boxes of the placed cells."""
     cells["id"] = np.arange(len(cells["cy"]), dtype=np.int64)
     area, oy, ox = D.outline_stats(cells)
     cells.update(area=area, y=cells["cy"] + oy, x=cells["cx"] + ox)
@@ -240,7 +267,7 @@ def plan_slide(shape: tuple[int, int], *, mpp: float = 0.25, seed: int = 0,
     cells["x0"] = np.floor(cells["cx"] - rb).astype(np.int64) - 1
     cells["y1"] = np.ceil(cells["cy"] + rb).astype(np.int64) + 2
     cells["x1"] = np.ceil(cells["cx"] + rb).astype(np.int64) + 2
-    return SlidePlan((H, W), float(mpp), int(seed), stain, cells)
+    return cells
 
 
 def _empty_cells() -> dict[str, np.ndarray]:
