@@ -221,93 +221,11 @@ class CellPainter:
         return self._draw_wbc(t, dy, dx, R, cov, s, rng)
 
     def _draw_wbc(self, t, dy, dx, R, cov, s, rng) -> np.ndarray:
-        v = self.vec
-        um = 1.0 / self.mpp
-        shape = cov.shape
-        ed = self.edge
         ang = rng.uniform(0, 2 * np.pi)
         u = (np.cos(ang), np.sin(ang))  # (x, y) of a random axis
-        gran = None
-        if t == NEUTROPHIL:
-            n = int(rng.choice([3, 4, 5], p=[0.45, 0.4, 0.15]))
-            span = rng.uniform(3.0, 4.4)
-            ra = 0.4 * R
-            angs = ang + np.linspace(0, span, n) + rng.normal(0, 0.12, n)
-            ly, lx = ra * np.sin(angs), ra * np.cos(angs)
-            nuc = np.zeros(shape, np.float32)
-            for j in range(n):
-                rl = R * rng.uniform(0.25, 0.3)
-                nuc = np.maximum(nuc, _blob(dy, dx, ly[j], lx[j], rl, rng.uniform(.15, .3),
-                                            angs[j] + np.pi / 2, ed))
-                if j:
-                    for f in np.linspace(0.2, 0.8, 4):
-                        my = ly[j - 1] + f * (ly[j] - ly[j - 1])
-                        mx = lx[j - 1] + f * (lx[j] - lx[j - 1])
-                        nuc = np.maximum(nuc, _blob(dy, dx, my, mx, 0.09 * R, edge=ed))
-            chrom = v["nucleus"] * 0.95
-            ctex = 0.82 + 0.2 * _texture(shape, rng, 0.35 * um)
-            cyto = v["neutrophil_cytoplasm"]
-            cytex = 1 + 0.2 * _texture(shape, rng, 0.12 * um)
-        elif t == LYMPHOCYTE:
-            off = rng.uniform(0, 0.12) * R
-            nuc = _blob(dy, dx, off * u[1], off * u[0], R * rng.uniform(0.78, 0.88),
-                        rng.uniform(0, 0.08), ang, ed)
-            chrom = v["nucleus"] * rng.uniform(1.0, 1.12)
-            ctex = 0.88 + 0.14 * _texture(shape, rng, 0.4 * um)
-            cyto = v["lymphocyte_cytoplasm"]
-            cytex = 0.9 + 0.25 * np.clip(s, 0, 1) ** 2
-        elif t == MONOCYTE:
-            off = 0.12 * R
-            ny, nx = -off * u[1], -off * u[0]
-            rn = R * rng.uniform(0.55, 0.64)
-            nuc = _blob(dy, dx, ny, nx, rn, rng.uniform(0.05, 0.18), ang, ed)
-            nuc *= 1 - _blob(dy, dx, ny + 0.95 * rn * u[1], nx + 0.95 * rn * u[0],
-                             rn * rng.uniform(0.4, 0.55), edge=ed)
-            chrom = v["nucleus_pale"]
-            ctex = 0.8 + 0.25 * _texture(shape, rng, 0.5 * um)
-            cyto = v["monocyte_cytoplasm"]
-            cytex = 1 + 0.15 * _texture(shape, rng, 0.2 * um)
-            for _ in range(int(rng.integers(2, 9))):
-                a, q = rng.uniform(0, 2 * np.pi), R * np.sqrt(rng.uniform(0.2, 0.75))
-                cytex = cytex * (1 - 0.85 * _blob(dy, dx, q * np.sin(a), q * np.cos(a),
-                                                  rng.uniform(0.4, 1.0) * um, edge=ed))
-        elif t == EOSINOPHIL:
-            d = 0.36 * R
-            nuc = np.zeros(shape, np.float32)
-            for sgn in (-1, 1):  # two lobes of at least ~2 um radius each
-                nuc = np.maximum(nuc, _blob(dy, dx, sgn * d * u[1], sgn * d * u[0],
-                                            R * rng.uniform(0.31, 0.36), 0.15, ang, ed))
-            nuc = np.maximum(nuc, _blob(dy, dx, 0, 0, 0.09 * R, edge=ed))
-            chrom = v["nucleus"] * 0.95
-            ctex = 0.82 + 0.2 * _texture(shape, rng, 0.35 * um)
-            g = np.clip(0.55 + 0.5 * _texture(shape, rng, 0.22 * um), 0, 1.4)
-            cyto = v["eosinophil_granules"] * 0.8
-            cytex = 0.3 + 0.7 * g
-        elif t == BASOPHIL:
-            nuc = _blob(dy, dx, 0, 0, R * rng.uniform(0.45, 0.55), 0.2, ang, ed)
-            chrom = v["nucleus"] * 0.7
-            ctex = 0.9 + 0.1 * _texture(shape, rng, 0.4 * um)
-            cyto = v["nucleus_pale"] * 0.3
-            cytex = 1.0
-            g = np.clip((_texture(shape, rng, 0.25 * um) + 0.3) * 1.2, 0, 1.3)
-            gran = (cov * g * (1 - 0.4 * s ** 4))[..., None] * (v["basophil_granules"] * 0.75)
-        else:  # blast
-            off = rng.uniform(0, 0.08) * R
-            ny, nx = off * u[1], off * u[0]
-            rn = R * rng.uniform(0.76, 0.84)
-            nuc = _blob(dy, dx, ny, nx, rn, rng.uniform(0, 0.08), ang, ed)
-            chrom = v["blast_nucleus"]
-            ctex = 0.9 + 0.1 * _texture(shape, rng, 0.12 * um)
-            nucleoli = np.zeros(shape, np.float32)
-            for _ in range(int(rng.integers(1, 4))):
-                a, q = rng.uniform(0, 2 * np.pi), rn * rng.uniform(0.0, 0.45)
-                nucleoli = np.maximum(nucleoli, _blob(dy, dx, ny + q * np.sin(a),
-                                                      nx + q * np.cos(a),
-                                                      rng.uniform(0.6, 1.1) * um, edge=ed))
-            ctex = ctex * (1 - 0.55 * nucleoli)
-            gran = (nuc * nucleoli)[..., None] * (v["blast_cytoplasm"] * 0.35)
-            cyto = v["blast_cytoplasm"]
-            cytex = 0.85 + 0.3 * np.clip(s, 0, 1) ** 2
+        draw = {NEUTROPHIL: self._wbc_neutrophil, LYMPHOCYTE: self._wbc_lymphocyte, MONOCYTE: self._wbc_monocyte,
+                EOSINOPHIL: self._wbc_eosinophil, BASOPHIL: self._wbc_basophil}.get(t, self._wbc_blast)
+        nuc, chrom, ctex, cyto, cytex, gran = draw(dy, dx, R, cov, s, rng, ang, u)
         nuc = nuc * cov
         cm = cov - nuc
         od = (cm * cytex)[..., None] * cyto + (nuc * ctex)[..., None] * chrom
@@ -315,6 +233,109 @@ class CellPainter:
             od += gran
         return od.astype(np.float32)
 
+    def _wbc_neutrophil(self, dy, dx, R, cov, s, rng, ang, u):
+        v, um, shape, ed = self.vec, 1.0 / self.mpp, cov.shape, self.edge
+        gran = None
+        n = int(rng.choice([3, 4, 5], p=[0.45, 0.4, 0.15]))
+        span = rng.uniform(3.0, 4.4)
+        ra = 0.4 * R
+        angs = ang + np.linspace(0, span, n) + rng.normal(0, 0.12, n)
+        ly, lx = ra * np.sin(angs), ra * np.cos(angs)
+        nuc = np.zeros(shape, np.float32)
+        for j in range(n):
+            rl = R * rng.uniform(0.25, 0.3)
+            nuc = np.maximum(nuc, _blob(dy, dx, ly[j], lx[j], rl, rng.uniform(.15, .3),
+                                        angs[j] + np.pi / 2, ed))
+            if j:
+                for f in np.linspace(0.2, 0.8, 4):
+                    my = ly[j - 1] + f * (ly[j] - ly[j - 1])
+                    mx = lx[j - 1] + f * (lx[j] - lx[j - 1])
+                    nuc = np.maximum(nuc, _blob(dy, dx, my, mx, 0.09 * R, edge=ed))
+        chrom = v["nucleus"] * 0.95
+        ctex = 0.82 + 0.2 * _texture(shape, rng, 0.35 * um)
+        cyto = v["neutrophil_cytoplasm"]
+        cytex = 1 + 0.2 * _texture(shape, rng, 0.12 * um)
+        return nuc, chrom, ctex, cyto, cytex, gran
+
+    def _wbc_lymphocyte(self, dy, dx, R, cov, s, rng, ang, u):
+        v, um, shape, ed = self.vec, 1.0 / self.mpp, cov.shape, self.edge
+        gran = None
+        off = rng.uniform(0, 0.12) * R
+        nuc = _blob(dy, dx, off * u[1], off * u[0], R * rng.uniform(0.78, 0.88),
+                    rng.uniform(0, 0.08), ang, ed)
+        chrom = v["nucleus"] * rng.uniform(1.0, 1.12)
+        ctex = 0.88 + 0.14 * _texture(shape, rng, 0.4 * um)
+        cyto = v["lymphocyte_cytoplasm"]
+        cytex = 0.9 + 0.25 * np.clip(s, 0, 1) ** 2
+        return nuc, chrom, ctex, cyto, cytex, gran
+
+    def _wbc_monocyte(self, dy, dx, R, cov, s, rng, ang, u):
+        v, um, shape, ed = self.vec, 1.0 / self.mpp, cov.shape, self.edge
+        gran = None
+        off = 0.12 * R
+        ny, nx = -off * u[1], -off * u[0]
+        rn = R * rng.uniform(0.55, 0.64)
+        nuc = _blob(dy, dx, ny, nx, rn, rng.uniform(0.05, 0.18), ang, ed)
+        nuc *= 1 - _blob(dy, dx, ny + 0.95 * rn * u[1], nx + 0.95 * rn * u[0],
+                         rn * rng.uniform(0.4, 0.55), edge=ed)
+        chrom = v["nucleus_pale"]
+        ctex = 0.8 + 0.25 * _texture(shape, rng, 0.5 * um)
+        cyto = v["monocyte_cytoplasm"]
+        cytex = 1 + 0.15 * _texture(shape, rng, 0.2 * um)
+        for _ in range(int(rng.integers(2, 9))):
+            a, q = rng.uniform(0, 2 * np.pi), R * np.sqrt(rng.uniform(0.2, 0.75))
+            cytex = cytex * (1 - 0.85 * _blob(dy, dx, q * np.sin(a), q * np.cos(a),
+                                              rng.uniform(0.4, 1.0) * um, edge=ed))
+        return nuc, chrom, ctex, cyto, cytex, gran
+
+    def _wbc_eosinophil(self, dy, dx, R, cov, s, rng, ang, u):
+        v, um, shape, ed = self.vec, 1.0 / self.mpp, cov.shape, self.edge
+        gran = None
+        d = 0.36 * R
+        nuc = np.zeros(shape, np.float32)
+        for sgn in (-1, 1):  # two lobes of at least ~2 um radius each
+            nuc = np.maximum(nuc, _blob(dy, dx, sgn * d * u[1], sgn * d * u[0],
+                                        R * rng.uniform(0.31, 0.36), 0.15, ang, ed))
+        nuc = np.maximum(nuc, _blob(dy, dx, 0, 0, 0.09 * R, edge=ed))
+        chrom = v["nucleus"] * 0.95
+        ctex = 0.82 + 0.2 * _texture(shape, rng, 0.35 * um)
+        g = np.clip(0.55 + 0.5 * _texture(shape, rng, 0.22 * um), 0, 1.4)
+        cyto = v["eosinophil_granules"] * 0.8
+        cytex = 0.3 + 0.7 * g
+        return nuc, chrom, ctex, cyto, cytex, gran
+
+    def _wbc_basophil(self, dy, dx, R, cov, s, rng, ang, u):
+        v, um, shape, ed = self.vec, 1.0 / self.mpp, cov.shape, self.edge
+        gran = None
+        nuc = _blob(dy, dx, 0, 0, R * rng.uniform(0.45, 0.55), 0.2, ang, ed)
+        chrom = v["nucleus"] * 0.7
+        ctex = 0.9 + 0.1 * _texture(shape, rng, 0.4 * um)
+        cyto = v["nucleus_pale"] * 0.3
+        cytex = 1.0
+        g = np.clip((_texture(shape, rng, 0.25 * um) + 0.3) * 1.2, 0, 1.3)
+        gran = (cov * g * (1 - 0.4 * s ** 4))[..., None] * (v["basophil_granules"] * 0.75)
+        return nuc, chrom, ctex, cyto, cytex, gran
+
+    def _wbc_blast(self, dy, dx, R, cov, s, rng, ang, u):
+        v, um, shape, ed = self.vec, 1.0 / self.mpp, cov.shape, self.edge
+        gran = None
+        off = rng.uniform(0, 0.08) * R
+        ny, nx = off * u[1], off * u[0]
+        rn = R * rng.uniform(0.76, 0.84)
+        nuc = _blob(dy, dx, ny, nx, rn, rng.uniform(0, 0.08), ang, ed)
+        chrom = v["blast_nucleus"]
+        ctex = 0.9 + 0.1 * _texture(shape, rng, 0.12 * um)
+        nucleoli = np.zeros(shape, np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            a, q = rng.uniform(0, 2 * np.pi), rn * rng.uniform(0.0, 0.45)
+            nucleoli = np.maximum(nucleoli, _blob(dy, dx, ny + q * np.sin(a),
+                                                  nx + q * np.cos(a),
+                                                  rng.uniform(0.6, 1.1) * um, edge=ed))
+        ctex = ctex * (1 - 0.55 * nucleoli)
+        gran = (nuc * nucleoli)[..., None] * (v["blast_cytoplasm"] * 0.35)
+        cyto = v["blast_cytoplasm"]
+        cytex = 0.85 + 0.3 * np.clip(s, 0, 1) ** 2
+        return nuc, chrom, ctex, cyto, cytex, gran
 
 # ----------------------------------------------------------------------------- composition
 
