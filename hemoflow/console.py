@@ -274,16 +274,17 @@ def print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | None
     print(hdr)
     print("-" * len(hdr))
     for p in patients:
-        counts = p.get("counts", {})
-        diff = p.get("differential", {})
+        counts = p.get("counts") or {}
+        diff = p.get("differential") or {}
         pct = {t: (diff.get(t, {}) or {}).get("percent") for t in TYPES}
         if pct.get("blast") is None:
             pct["blast"] = (p.get("blast", {}) or {}).get("percent")
         status = p.get("status")
         label = "measured" if status in (None, "ok", "measured") else str(status)[:9]
-        print(f"{p['patient_id']:<10} {label:<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} "
-              f"{counts.get('platelet', 0):>5} " + " ".join(fmt(pct[t]) for t in TYPES)
-              + f" {fmt(_rbc_area(p), 8)}")
+        # a patient with no processed slide has no counts: dashes, not a row of zeros
+        n = {k: counts.get(k, "-") if counts else "-" for k in ("wbc", "rbc", "platelet")}
+        print(f"{p['patient_id']:<10} {label:<9} {n['wbc']:>6} {n['rbc']:>7} {n['platelet']:>5} "
+              + " ".join(fmt(pct[t]) for t in TYPES) + f" {fmt(_rbc_area(p), 8)}")
         if truth and p["patient_id"] in truth:
             t = truth_summary(truth[p["patient_id"]])
             print(f"{'':<10} {'truth':<9} {t['wbc']:>6} {t['rbc']:>7} {t['platelets']:>5} "

@@ -175,6 +175,10 @@ def test_table_headers_carry_units(capsys):
     header, _, row = capsys.readouterr().out.splitlines()[:3]
     assert "neutr%" in header and "blast%" in header and "RBC µm²" in header
     assert row.split()[-1] == "41.5" and "50.0" in row
+    # a patient whose slides all failed: its status and dashes, not a row of zeros
+    print_patients([{"patient_id": "P2", "status": "failed", "counts": None}], truth=None)
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:2] == ["P2", "failed"] and set(row[2:]) == {"-"}
 
 
 def test_param_values_are_parsed_by_the_field_type():
