@@ -2,7 +2,7 @@
 # One GPU-machine session, run from the repository root: the CUDA tests, the classifier's GPU
 # throughput (batch sweep, then end to end on a Dask worker offering the resource GPU), and the
 # tile pipeline with 1, 2 and 8 workers on the machine's CPU cores (a check of the scale model).
-# Missing packages travel as wheels in .whl/ (see docs/performance.md). Logs go to $OUT.
+# Missing packages travel as wheels in .whl/ (see docs/experiments/performance.md). Logs go to $OUT.
 set -u
 OUT=${OUT:-/tmp/hemoflow-device}
 mkdir -p "$OUT"

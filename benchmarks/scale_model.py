@@ -20,7 +20,7 @@ Projected rate = min of the three; the smallest names the limit.
 
 Usage::
 
-    python benchmarks/scale_model.py                         # measured defaults (docs/performance.md)
+    python benchmarks/scale_model.py                         # measured defaults (docs/experiments/performance.md)
     python benchmarks/scale_model.py --t-tile 0.45 --tile-size 2048 --sched-rate 3000
     python benchmarks/scale_model.py --tile-size 4096 --t-tile 1.8
     python benchmarks/scale_model.py --measure-scheduler      # local no-op task rate first

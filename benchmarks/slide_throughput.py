@@ -54,7 +54,7 @@ per-task working set alone; a job keeps results until the slide is finalised);
 ``--pipeline-only`` skips the I/O floor and the reference; ``--granularity`` measures
 per-tile time and scheduler overhead for several tile sizes (and a no-op graph of the
 same shape); ``--s3`` copies the slide into a moto S3 server on loopback and reads it
-from ``s3://``. Results: ``docs/performance.md``.
+from ``s3://``. How to read the figures: ``docs/performance.md``; past runs: ``docs/experiments/performance.md``.
 """
 
 from __future__ import annotations

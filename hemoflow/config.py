@@ -67,9 +67,9 @@ class JobConfig:
     ----------
     tile_size : int
         Side of a tile's core in level-0 pixels. Chosen by measurement
-        (``docs/performance.md``): at 4096 (0.25 µm/px) a tile task takes about 0.55 s on
-        one core with scheduler overhead 0.2-0.3 %, and the halo adds 11 % of pixels;
-        larger tiles cost no less per pixel and hold more memory.
+        (``docs/experiments/performance.md``): at 4096 the scheduler's overhead per task is a fraction
+        of a percent and the halo adds about a tenth of the pixels; larger tiles cost no
+        less per pixel and hold more memory.
     halo_um : float or None
         Halo around each core, in µm. ``None`` derives it from the segmentation
         parameters (largest cell diameter plus filter margins) and the crop window.
@@ -82,6 +82,10 @@ class JobConfig:
         Classify each WBC crop with test-time augmentation (softmax averaged over its 8
         flips and quarter turns): 8x the classification compute. Off by default for jobs
         (throughput); ``hemoflow classify`` uses it by default.
+    smear_qc : bool
+        Check each slide is a stained blood smear before counting it
+        (:func:`hemoflow.stages.qc.smear_qc`, ``docs/qc.md``); a slide that is not is
+        ``"rejected"`` with the reason, not counted.
     """
 
     tile_size: int = 4096
@@ -89,9 +93,11 @@ class JobConfig:
     batch_size: int = 512
     chunk: int = 1024
     tta: bool = False
+    smear_qc: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tta", parse_bool("tta", self.tta))
+        object.__setattr__(self, "smear_qc", parse_bool("smear_qc", self.smear_qc))
         object.__setattr__(self, "tile_size", parse_positive_int("tile_size", self.tile_size))
         object.__setattr__(self, "batch_size", parse_positive_int("batch_size", self.batch_size))
         object.__setattr__(self, "chunk", parse_positive_int("chunk", self.chunk))
@@ -112,7 +118,7 @@ class JobConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "JobConfig":
         """Defaults, then ``HEMOFLOW_TILE_SIZE`` / ``HEMOFLOW_HALO_UM`` /
-        ``HEMOFLOW_BATCH_SIZE`` / ``HEMOFLOW_CHUNK`` / ``HEMOFLOW_TTA``, then explicit
+        ``HEMOFLOW_BATCH_SIZE`` / ``HEMOFLOW_CHUNK`` / ``HEMOFLOW_TTA`` / ``HEMOFLOW_SMEAR_QC``, then explicit
         ``overrides``."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

@@ -21,7 +21,8 @@ Each fingerprint is the SHA-256 of a canonical, sorted dump of the outputs:
     a demo-sized job (the three demo patients, one small slide each, the shipped WBC
     classifier): the cell tables with their WBC types and the patient table.
 
-Times, job ids, paths and dates are left out of the summaries before hashing.
+Times, job ids, paths (the image's Zarr URL included) and dates are left out of the
+summaries before hashing.
 ``--compare`` prints, per fingerprint, ``same`` or what differs, and exits 1 when anything
 differs.
 """
@@ -53,7 +54,8 @@ DEMO_MIX = {
 }
 # summary keys that record when, where or how long, not what was found
 VOLATILE = {"seconds", "started", "finished", "job_id", "out", "outputs", "path", "slide", "source", "elapsed_s",
-            "time", "times", "created", "tiles_per_s", "cells_per_s", "wall_s", "hemoflow_version", "host"}
+            "time", "times", "created", "tiles_per_s", "cells_per_s", "wall_s", "hemoflow_version", "host",
+            "tile_seconds", "image"}
 
 
 def _sha(obj) -> str:
@@ -148,6 +150,7 @@ def _job(slides: list[tuple[str, dict]], tmp: Path, *, size: int, tile_size: int
         df = pd.read_parquet(pq)
         fp[f"cells:{pq.parent.name}"] = _table_fp({c: df[c].to_numpy() for c in df.columns})
     fp["slides"] = _sha(_strip(res["slides"]))
+    fp["slides_table"] = _strip(res["slides"])
     fp["patients"] = _sha(_strip(res["patients"]))
     fp["patients_table"] = _strip(res["patients"])
     return fp

@@ -6,25 +6,41 @@ fields labelled with two types are skipped) and exactly one detected WBC, and pr
 agreement and the confusion matrix. BCCD is another microscope and stain than the PBC
 cells the model was trained on, so this measures domain transfer.
 
-Agreement is also given for the dev fields and for the self-holdout quarter (the fields a
-model trained with ``scripts/train_wbc.py --bccd`` never saw).
+Agreement is given per split of :mod:`hemoflow.training.splits`, with its 95 % Wilson
+interval: ``train`` (the fields whose WBCs a model trained with ``scripts/train_wbc.py
+--bccd``, such as the shipped one, was trained on) and ``validation`` (never trained on; the
+shipped run was chosen among others by its agreement there). Only the validation figure
+describes cells the model did not learn from; the pooled figure includes training cells.
+``--results PATH`` adds the validation figure to a results file (schema in
+``docs/results/README.md``).
 
 The pixel size is estimated once for the folder (the median of the per-field estimates,
 as ``hemoflow analyze`` does with several images); ``--mpp`` gives it, ``--mpp-per-image``
 estimates each field alone.
 
 Usage: python scripts/evaluate_bccd_wbc_types.py ../shared/data/bccd [--limit N]
-       [--mpp UM_PER_PX | --mpp-per-image] [--tta]
+       [--mpp UM_PER_PX | --mpp-per-image] [--tta] [--results RESULTS_JSON]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import math
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of the proportion k / n."""
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
 
 
 def main(argv=None) -> int:
@@ -35,13 +51,18 @@ def main(argv=None) -> int:
     ap.add_argument("--mpp-per-image", action="store_true")
     ap.add_argument("--model", type=Path, default=None, help="weights file (default: the shipped model)")
     ap.add_argument("--tta", action="store_true", help="test-time augmentation (8 flips/turns per crop)")
+    ap.add_argument("--results", type=Path, default=None, metavar="RESULTS_JSON",
+                    help="add the validation agreement to a results file (the default run only)")
     args = ap.parse_args(argv)
+    if args.results and (args.limit or args.mpp or args.mpp_per_image or args.model or args.tta):
+        ap.error("--results records the default run (shipped model, one view per crop, all fields) only")
     if not (args.data_dir / "counts.csv").exists():
         ap.error(f"{args.data_dir} is not a BCCD-layout folder (counts.csv is missing)")
     if args.model is not None and not args.model.is_file():
         ap.error(f"--model {args.model}: no such weights file")
 
     from hemoflow.analyze import analyze_image, estimate_shared_mpp
+    from hemoflow.classify.config import default_weights_path
     from hemoflow.classify.model import load_default_model
 
     counts = pd.read_csv(args.data_dir / "counts.csv", dtype=str, keep_default_na=False)
@@ -58,7 +79,7 @@ def main(argv=None) -> int:
         clf = load_model(args.model)
     else:
         clf = load_default_model()
-    from hemoflow.classify.data import bccd_self_holdout
+    from hemoflow.training.splits import bccd_split
 
     pairs, skipped, part = [], Counter(), []
     for row in counts.itertuples():
@@ -68,18 +89,40 @@ def main(argv=None) -> int:
             skipped[f"{len(wbcs)} WBC detected"] += 1
             continue
         pairs.append((row.wbc_type_kaggle.lower(), wbcs[0]["wbc_type"]))
-        part.append(bccd_self_holdout(row.image))
+        part.append(bccd_split(row.image))
     if not pairs:
         print("no field with one detected WBC", file=sys.stderr)
         return 1
     agree = sum(t == p for t, p in pairs)
-    print(f"BCCD WBC type agreement with wbc_type_kaggle: {agree}/{len(pairs)} = {100 * agree / len(pairs):.1f}% "
-          f"(skipped: {dict(skipped)})")
-    for name, sel in (("dev", False), ("self-holdout", True)):
-        sub = [pr for pr, h in zip(pairs, part) if h == sel]
+    print(f"BCCD WBC type agreement with wbc_type_kaggle, all fields (includes training cells): "
+          f"{agree}/{len(pairs)} = {100 * agree / len(pairs):.1f}% (skipped: {dict(skipped)})")
+    per_split = {}
+    for name, note in (("train", "trained on"), ("validation", "never trained on; used to choose the run")):
+        sub = [pr for pr, s in zip(pairs, part) if s == name]
         if sub:
             a = sum(t == p for t, p in sub)
-            print(f"  {name}: {a}/{len(sub)} = {100 * a / len(sub):.1f}%")
+            lo, hi = wilson(a, len(sub))
+            per_split[name] = (a, len(sub), lo, hi)
+            print(f"  {name} ({note}): {a}/{len(sub)} = {100 * a / len(sub):.1f}% "
+                  f"[95 % CI {100 * lo:.1f}-{100 * hi:.1f}%]")
+    wpath = args.model or default_weights_path(".pt")
+    model = f"{Path(wpath).name}@{hashlib.sha256(Path(wpath).read_bytes()).hexdigest()[:12]}"
+    print(f"model: {model}{' (tta)' if args.tta else ''}")
+    if args.results and "validation" in per_split:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from results_table import upsert
+
+        a, n, lo, hi = per_split["validation"]
+        upsert(args.results, [{
+            "name": "BCCD WBC type agreement with Kaggle labels (validation)",
+            "value": round(100 * a / n, 4), "ci_low": round(100 * lo, 4), "ci_high": round(100 * hi, 4),
+            "unit": "%", "digits": 1, "n": n,
+            "data": "BCCD validation fields (hemoflow.training.splits) with one Kaggle type and one detected WBC; "
+                    "another microscope and stain than PBC",
+            "kind": "validation", "model": model,
+            "command": "python scripts/evaluate_bccd_wbc_types.py ../shared/data/bccd",
+        }])
+        print(f"validation record written to {args.results}")
     truth = sorted({t for t, _ in pairs})
     preds = sorted({p for _, p in pairs})
     print("rows = Kaggle label, columns = hemoflow")

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Count accuracy of ``hemoflow analyze`` on a BCCD-layout folder.
 
-    python scripts/evaluate_counts.py DATA_DIR [--limit N] [--split dev|self-holdout|all]
+    python scripts/evaluate_counts.py DATA_DIR [--limit N] [--split train|validation|all]
                                       [--param NAME=VALUE ...] [--per-image CSV]
                                       [--preprocess equalize|flatfield]
                                       [--mpp UM_PER_PX | --mpp-per-image] [--density-folds DIR]
+                                      [--results RESULTS_JSON]
 
 DATA_DIR holds ``JPEGImages/*.jpg`` and ``counts.csv`` (``image, wbc_voc, rbc_voc,
 platelets_voc, wbc_txl, rbc_txl, platelets_txl, ...``). Each image goes through
@@ -15,10 +16,18 @@ script prints, per split:
 * RBC MAPE, MAE and Pearson r vs ``rbc_txl`` (images that have it; VOC RBC boxes are
   about half missing);
 * platelet MAE vs ``platelets_txl``;
-* throughput in megapixels per second, single-threaded.
+* throughput in megapixels per second, single-threaded;
+
+``--network-count`` also scores the red-cell density network alone (density summed over the
+field, rounded; the int8 copy the product runs) against ``rbc_txl``.
+
+Each figure comes with its 95 % interval (Wilson for the exact-count rate, a percentile bootstrap over
+fields, 2,000 resamples, for the others). The models scored are the shipped ones, as
+``hemoflow analyze`` runs them (the int8 red-cell density network where the CPU has the
+x86 int8 engine); their files and SHA-256 prefixes are printed.
 
 ``--preprocess`` applies an extra whole-field step before analysis, for the
-preprocessing ablation (``docs/ablation_counts.md``): ``equalize`` = per-channel histogram
+preprocessing ablation (``docs/experiments/ablation_counts.md``): ``equalize`` = per-channel histogram
 equalisation, ``flatfield`` = division by a heavily blurred copy (illumination
 correction). Neither is part of hemoflow: both need whole-field statistics, which a
 tile cannot have.
@@ -33,8 +42,14 @@ of the red-cell density network that was trained without it (fp32; the fold mode
 ``scripts/train_rbc_density.py --cv 5 --folds-dir DIR``): the honest figure for the dev
 fields, which the shipped network was trained on.
 
-``self-holdout`` is a deterministic quarter of the images (first byte of the SHA-256 of
-the image name < 64) that parameter choices were never tuned on; ``dev`` is the rest.
+Splits (:mod:`hemoflow.training.splits`): ``validation`` is the deterministic quarter of the
+images (first byte of the SHA-256 of the image name < 64) that no model was fitted on; the
+parameters and models were chosen by their figures on it, so it is a validation set, not a
+test set. ``train`` is the rest: the density network and the count models were fitted on it.
+
+``--results PATH`` adds (or replaces) this run's headline figures in a results file
+(``docs/results/results.json``; schema in ``docs/results/README.md``); only for a default
+run over all fields.
 """
 
 from __future__ import annotations
@@ -56,32 +71,108 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from hemoflow.analyze import analyze_image, estimate_shared_mpp, read_image  # noqa: E402
-from hemoflow.stages import SegmentParams  # noqa: E402
+from hemoflow.training.ablation import AblationParams  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
-def in_self_holdout(image: str) -> bool:
-    """Deterministic ~25% split by image name (:func:`hemoflow.training.splits.in_bccd_validation`)."""
-    from hemoflow.training.splits import in_bccd_validation
+from hemoflow.training.splits import bccd_split  # noqa: E402
 
-    return in_bccd_validation(image)
+#: Bootstrap resamples for the intervals, and their seed (the intervals are reproducible).
+BOOT, BOOT_SEED = 2000, 0
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of the proportion k / n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def bootstrap(stat, *cols) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of ``stat(*cols)``, resampling fields."""
+    cols = [np.asarray(c, np.float64) for c in cols]
+    n = len(cols[0])
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(BOOT_SEED)
+    vals = []
+    for _ in range(BOOT):
+        i = rng.integers(0, n, n)
+        v = stat(*(c[i] for c in cols))
+        if np.isfinite(v):
+            vals.append(v)
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def _mape(p, t):
+    return float(np.mean(np.abs(p - t) / t))
+
+
+def _mae(p, t):
+    return float(np.mean(np.abs(p - t)))
+
+
+def _r(p, t):
+    return float(np.corrcoef(p, t)[0, 1]) if np.std(p) > 0 and np.std(t) > 0 else float("nan")
+
+
+def figures(rows: list[dict]) -> dict:
+    """The headline figures of a group of fields, each ``(value, ci_low, ci_high, n)``."""
+    out = {}
+    n = len(rows)
+    if n:
+        k = sum(r["wbc"] == r["wbc_voc"] for r in rows)
+        out["wbc_exact_voc"] = (k / n, *wilson(k, n), n)
+    tx = [r for r in rows if r["wbc_txl"] is not None]
+    if tx:
+        k = sum(r["wbc"] == r["wbc_txl"] for r in tx)
+        out["wbc_exact_txl"] = (k / len(tx), *wilson(k, len(tx)), len(tx))
+    rb = [r for r in rows if r["rbc_txl"] is not None]
+    if rb:
+        p, t = np.array([r["rbc"] for r in rb], float), np.array([r["rbc_txl"] for r in rb], float)
+        for key, f in (("rbc_mape", _mape), ("rbc_mae", _mae), ("rbc_r", _r)):
+            out[key] = (f(p, t), *bootstrap(f, p, t), len(rb))
+        out["rbc_bias"] = (float(np.mean(p - t)), *bootstrap(lambda a, b: float(np.mean(a - b)), p, t), len(rb))
+    nw = [r for r in rb if r.get("net_rbc") is not None]
+    if nw:
+        p, t = np.array([r["net_rbc"] for r in nw], float), np.array([r["rbc_txl"] for r in nw], float)
+        for key, f in (("net_rbc_mape", _mape), ("net_rbc_r", _r)):
+            out[key] = (f(p, t), *bootstrap(f, p, t), len(nw))
+    pl = [r for r in rows if r["platelets_txl"] is not None]
+    if pl:
+        p, t = np.array([r["platelets"] for r in pl], float), np.array([r["platelets_txl"] for r in pl], float)
+        out["platelet_mae"] = (_mae(p, t), *bootstrap(_mae, p, t), len(pl))
+    return out
+
+
+def network_count(rgb, mpp: float, params) -> float:
+    """The density network's own count of a field: its density summed, rounded."""
+    from hemoflow.kernels._smear import stain_planes
+    from hemoflow.stages import calibrate
+    from hemoflow.stages._rbc_density import rbc_density
+
+    cal = calibrate(rgb, params=params, mpp=mpp)
+    _, _, od = stain_planes(rgb, cal.downsample, cal.background, od=True, upsample=cal.upsample)
+    return float(np.rint(rbc_density(od).sum()))
+
+
+def shipped_models() -> str:
+    """The shipped model files with their SHA-256 prefixes, and which density network runs."""
+    from hemoflow.models import model_files
+    from hemoflow.stages._rbc_density import load_density_model
+
+    files = ", ".join(f"{p.name}@{hashlib.sha256(p.read_bytes()).hexdigest()[:12]}" for p in model_files())
+    _, meta = load_density_model()
+    return f"{files} (density network {'int8' if meta['int8'] else 'fp32'})"
 
 
 def _num(v: str):
     v = (v or "").strip()
     return float(v) if v else None
-
-
-def _pearson(a, b) -> float:
-    n = len(a)
-    if n < 2:
-        return float("nan")
-    ma, mb = sum(a) / n, sum(b) / n
-    sa = math.sqrt(sum((x - ma) ** 2 for x in a))
-    sb = math.sqrt(sum((y - mb) ** 2 for y in b))
-    if sa == 0 or sb == 0:
-        return float("nan")
-    return sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (sa * sb)
 
 
 def _preprocess(rgb: np.ndarray, how: str | None) -> np.ndarray:
@@ -103,7 +194,7 @@ def _preprocess(rgb: np.ndarray, how: str | None) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def _parse_params(items: list[str]) -> SegmentParams:
+def _parse_params(items: list[str]) -> AblationParams:
     d = {}
     for it in items:
         k, _, v = it.partition("=")
@@ -111,7 +202,7 @@ def _parse_params(items: list[str]) -> SegmentParams:
             d[k] = tuple(float(x) for x in v.split(",")) if "," in v else float(v)
         except ValueError:
             d[k] = v
-    return SegmentParams(**d)
+    return AblationParams(**d)
 
 
 def summarize(rows: list[dict]) -> list[str]:
@@ -119,27 +210,27 @@ def summarize(rows: list[dict]) -> list[str]:
     n = len(rows)
     if n == 0:
         return ["  (no images)"]
+    f = figures(rows)
+
+    def ci(key, fmt):
+        v, lo, hi, _ = f[key]
+        return f"{v:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
     wbc_ok = sum(r["wbc"] == r["wbc_voc"] for r in rows)
-    out.append(f"  images: {n}")
-    out.append(f"  WBC exact vs wbc_voc:      {wbc_ok / n:7.1%}  ({wbc_ok}/{n})")
-    tx = [r for r in rows if r["wbc_txl"] is not None]
-    if tx:
-        ok = sum(r["wbc"] == r["wbc_txl"] for r in tx)
-        out.append(f"  WBC exact vs wbc_txl:      {ok / len(tx):7.1%}  ({ok}/{len(tx)})")
-    rb = [r for r in rows if r["rbc_txl"] is not None]
-    if rb:
-        err = [abs(r["rbc"] - r["rbc_txl"]) for r in rb]
-        mape = sum(e / r["rbc_txl"] for e, r in zip(err, rb)) / len(rb)
-        bias = sum(r["rbc"] - r["rbc_txl"] for r in rb) / len(rb)
-        rr = _pearson([r["rbc"] for r in rb], [r["rbc_txl"] for r in rb])
+    out.append(f"  images: {n}  (95 % intervals in brackets)")
+    out.append(f"  WBC exact vs wbc_voc:      {ci('wbc_exact_voc', '.1%')}  ({wbc_ok}/{n})")
+    if "wbc_exact_txl" in f:
+        out.append(f"  WBC exact vs wbc_txl:      {ci('wbc_exact_txl', '.1%')}  (n={f['wbc_exact_txl'][3]})")
+    if "rbc_mape" in f:
         out.append(
-            f"  RBC vs rbc_txl (n={len(rb)}):   MAPE {mape:6.1%}  MAE {sum(err) / len(rb):5.2f}"
-            f"  r {rr:5.3f}  bias {bias:+5.2f}"
+            f"  RBC vs rbc_txl (n={f['rbc_mape'][3]}):   MAPE {ci('rbc_mape', '.1%')}  MAE {ci('rbc_mae', '.2f')}"
+            f"  r {ci('rbc_r', '.3f')}  bias {f['rbc_bias'][0]:+5.2f}"
         )
-    pl = [r for r in rows if r["platelets_txl"] is not None]
-    if pl:
-        mae = sum(abs(r["platelets"] - r["platelets_txl"]) for r in pl) / len(pl)
-        out.append(f"  platelets vs platelets_txl (n={len(pl)}): MAE {mae:5.3f}")
+    if "net_rbc_mape" in f:
+        out.append(f"  density network alone vs rbc_txl (n={f['net_rbc_mape'][3]}): MAPE {ci('net_rbc_mape', '.1%')}"
+                   f"  r {ci('net_rbc_r', '.3f')}")
+    if "platelet_mae" in f:
+        out.append(f"  platelets vs platelets_txl (n={f['platelet_mae'][3]}): MAE {ci('platelet_mae', '.3f')}")
     mp = sum(r["pixels"] for r in rows) / 1e6
     sec = sum(r["seconds"] for r in rows)
     out.append(f"  throughput: {mp / sec:5.2f} MP/s single-threaded ({sec / n * 1000:.0f} ms/image)")
@@ -150,7 +241,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--split", choices=("dev", "self-holdout", "all"), default="all")
+    ap.add_argument("--split", choices=("train", "validation", "all"), default="all",
+                    help="fields by hemoflow.training.splits.bccd_split (default all, reported per split)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     scale = ap.add_mutually_exclusive_group()
     scale.add_argument("--mpp", type=float, default=None,
@@ -164,7 +256,14 @@ def main(argv=None) -> int:
                     "network")
     ap.add_argument("--preprocess", choices=("equalize", "flatfield"), default=None,
                     help="extra whole-field step before analysis (ablation only)")
+    ap.add_argument("--network-count", action="store_true",
+                    help="also score the red-cell density network alone (the shipped int8 copy)")
+    ap.add_argument("--results", type=Path, default=None, metavar="RESULTS_JSON",
+                    help="add this run's headline figures to a results file (default runs over all fields only)")
     args = ap.parse_args(argv)
+    if args.results and (args.split != "all" or args.limit or args.param or args.preprocess or args.mpp
+                         or args.mpp_per_image or args.density_folds):
+        ap.error("--results records the default run over all fields only")
 
     params = _parse_params(args.param)
     folds = {}
@@ -178,10 +277,8 @@ def main(argv=None) -> int:
 
     with open(args.data_dir / "counts.csv", newline="") as fh:
         truth = list(csv.DictReader(fh))
-    if args.split == "dev":
-        truth = [t for t in truth if not in_self_holdout(t["image"])]
-    elif args.split == "self-holdout":
-        truth = [t for t in truth if in_self_holdout(t["image"])]
+    if args.split != "all":
+        truth = [t for t in truth if bccd_split(t["image"]) == args.split]
     if args.limit:
         truth = truth[: args.limit]
 
@@ -212,12 +309,18 @@ def main(argv=None) -> int:
         else:
             res = analyze_image(path, params=params, mpp=mpp, density_weights=fold)
         dt = time.perf_counter() - t0 + est_s / len(truth)
+        net_rbc = None
+        if args.network_count and _num(t["rbc_txl"]) is not None:
+            if args.density_folds or args.preprocess or mpp is None:
+                raise SystemExit("--network-count scores the shipped network at the folder's pixel size only")
+            net_rbc = network_count(read_image(path), mpp, params)
         with Image.open(path) as im:
             w_, h_ = im.size
         rows.append(
             {
                 "image": t["image"],
-                "holdout": in_self_holdout(t["image"]),
+                "split": bccd_split(t["image"]),
+                "net_rbc": net_rbc,
                 "wbc": res["wbc"],
                 "rbc": res["rbc"],
                 "platelets": res["platelets"],
@@ -241,18 +344,59 @@ def main(argv=None) -> int:
         extra += f", {len(folds)} fields scored by the fold model that did not see them ({args.density_folds})"
     print(f"hemoflow count evaluation on {args.data_dir} (split={args.split}, params={args.param or 'default'}{extra})")
     print(f"pixel size: {'%.4f um/px' % mpp if mpp else 'per image'} ({how})")
-    groups = [("all", rows)]
+    models = shipped_models()
+    print(f"models: {models}")
+    groups = [(args.split, rows)]
     if args.split == "all":
         groups = [
-            ("dev (tuned on)", [r for r in rows if not r["holdout"]]),
-            ("self-holdout (never tuned on)", [r for r in rows if r["holdout"]]),
+            ("train (models fitted on these fields)", [r for r in rows if r["split"] == "train"]),
+            ("validation (never fitted on; models and parameters chosen by these figures)",
+             [r for r in rows if r["split"] == "validation"]),
             ("all", rows),
         ]
     for name, grp in groups:
         print(f"[{name}]")
         for line in summarize(grp):
             print(line)
+    if args.results:
+        from results_table import upsert
+
+        recs = [rec for split in ("validation", "train")
+                for rec in result_records([r for r in rows if r["split"] == split], split, models)]
+        upsert(args.results, recs)
+        print(f"{len(recs)} records written to {args.results}")
     return 0
+
+
+#: Headline figures: key of :func:`figures` -> (name, unit, scale, digits, reference).
+HEADLINE = {
+    "wbc_exact_voc": ("WBC count exact per field", "%", 100.0, 1, "VOC boxes"),
+    "rbc_mape": ("RBC count MAPE", "%", 100.0, 1, "TXL re-annotation"),
+    "rbc_r": ("RBC count Pearson r", "", 1.0, 3, "TXL re-annotation"),
+    "platelet_mae": ("Platelet count MAE", "cells", 1.0, 3, "TXL re-annotation"),
+    "net_rbc_mape": ("RBC density network alone (int8), count MAPE", "%", 100.0, 1, "TXL re-annotation"),
+    "net_rbc_r": ("RBC density network alone (int8), Pearson r", "", 1.0, 3, "TXL re-annotation"),
+}
+
+
+def result_records(rows: list[dict], split: str, models: str) -> list[dict]:
+    """Records of :data:`HEADLINE` for one split, in the schema of docs/results/README.md."""
+    f = figures(rows)
+    kind = "trained" if split == "train" else "validation"
+    out = []
+    for key, (name, unit, scale, digits, ref) in HEADLINE.items():
+        if key not in f:
+            continue
+        v, lo, hi, n = f[key]
+        out.append({
+            "name": f"BCCD {name} ({split})", "value": round(v * scale, 4), "ci_low": round(lo * scale, 4),
+            "ci_high": round(hi * scale, 4), "unit": unit, "digits": digits, "n": n,
+            "data": f"BCCD {split} fields (hemoflow.training.splits), against the {ref}",
+            "kind": kind, "model": models,
+            "command": "python scripts/evaluate_counts.py ../shared/data/bccd"
+                       + (" --network-count" if key.startswith("net_") else ""),
+        })
+    return out
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Data (see hemoflow/classify/weights/MODEL_CARD.md):
 - synthetic WBCs cut from ``hemoflow.synth.synth_field`` fields (adds the class "blast"),
   when that module is available and ``--synth-fields`` > 0;
 - with ``--bccd DIR``: the WBCs hemoflow finds on the dev fields of a BCCD-layout folder,
-  labelled with their Kaggle type (another microscope and stain; the self-holdout quarter
+  labelled with their Kaggle type (another microscope and stain; the validation quarter
   of the fields is a validation source, never trained on).
 
 Usage::
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-blast", action="store_true", help="do not add the class 'blast'")
     ap.add_argument("--bccd", type=Path, default=None,
                     help="also train on the WBCs of this BCCD-layout folder's dev fields (Kaggle type labels; "
-                    "the self-holdout quarter becomes a validation source); default DATA/bccd when present")
+                    "the validation quarter becomes a validation source); default DATA/bccd when present")
     ap.add_argument("--no-bccd", action="store_true", help="do not train on BCCD cells")
     ap.add_argument("--bccd-weight", type=float, default=0.5)
     ap.add_argument("--widths", type=int, nargs=4, default=[32, 48, 96, 192],
@@ -131,8 +131,8 @@ def main(argv=None) -> int:
         from hemoflow.classify.data import bccd_source
 
         bmpp, nb = estimate_shared_mpp(sorted((args.bccd / "JPEGImages").glob("*.jpg")))
-        bccd_train = bccd_source(args.bccd, mpp=bmpp, split="dev", weight=args.bccd_weight)
-        bccd_val = bccd_source(args.bccd, mpp=bmpp, split="self-holdout")
+        bccd_train = bccd_source(args.bccd, mpp=bmpp, split="train", weight=args.bccd_weight)
+        bccd_val = bccd_source(args.bccd, mpp=bmpp, split="validation")
         print(f"BCCD at {bmpp:.4f} um/px (pooled over {nb} fields): {len(bccd_train)} train / "
               f"{len(bccd_val)} val WBCs ({time.perf_counter() - t0:.0f} s)", flush=True)
         extra.append(bccd_train)

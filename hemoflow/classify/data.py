@@ -27,7 +27,6 @@ __all__ = [
     "pbc_holdout",
     "synthetic_source",
     "bccd_source",
-    "bccd_self_holdout",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,19 +171,11 @@ def synthetic_source(
     )
 
 
-def bccd_self_holdout(image: str) -> bool:
-    """The deterministic ~25 % of BCCD fields never used for fitting or training (first
-    SHA-256 byte of the name < 64), the same split as ``scripts/evaluate_counts.py``."""
-    from hemoflow.training.splits import in_bccd_validation
-
-    return in_bccd_validation(image)
-
-
 def bccd_source(
     bccd_dir: str | Path,
     *,
     mpp: float,
-    split: str = "dev",
+    split: str = "train",
     weight: float = 1.0,
     fov_um: float = 36.0,
 ) -> CellSource:
@@ -193,20 +184,21 @@ def bccd_source(
 
     Each becomes a ``fov_um`` square around the detected centroid (background-padded at the
     field edge) at the fields' pixel size ``mpp`` (give the pooled estimate, as
-    ``hemoflow analyze`` uses it). ``split``: "dev" (fields outside the self-holdout),
-    "self-holdout", or "all".
+    ``hemoflow analyze`` uses it). ``split``: "train" or "validation"
+    (:func:`hemoflow.training.splits.bccd_split`), or "all".
     """
     from hemoflow.analyze import analyze_image, read_image
+    from hemoflow.training.splits import bccd_split
 
-    if split not in ("dev", "self-holdout", "all"):
-        raise HemoflowError(f"split must be dev, self-holdout or all, got {split!r}")
+    if split not in ("train", "validation", "all"):
+        raise HemoflowError(f"split must be train, validation or all, got {split!r}")
     root = Path(bccd_dir)
     counts = pd.read_csv(root / "counts.csv", dtype=str, keep_default_na=False)
     counts = counts[counts["wbc_type_kaggle"].str.fullmatch(r"[A-Z]+")]
     side = int(round(fov_um / mpp))
     images, labels, names = [], [], []
     for name, kaggle in zip(counts["image"], counts["wbc_type_kaggle"]):
-        if split != "all" and bccd_self_holdout(name) != (split == "self-holdout"):
+        if split != "all" and bccd_split(name) != split:
             continue
         rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
         wbcs = [c for c in analyze_image(rgb, mpp=mpp, name=name)["cells"] if c["cls"] == "wbc"]

@@ -6,12 +6,12 @@ each lower level is computed from the level just written, one output chunk at a 
 by a 2x2 mean (:func:`hemoflow.io.omezarr.downsample2`). The source file's own
 pyramid is not used, so every output level is exactly level 0 halved ``i`` times.
 
-Choices (8k x 8k RGB, one thread, on a shared 2-core machine, so rough):
+Choices (measured roughly on 8k x 8k RGB slides, one thread):
 
 - ``chunk=1024``: chunks of ``(3, 1024, 1024)`` = 3 MiB raw, about 1-1.5 MiB stored,
   a good object size for S3, and a processing tile plus halo touches a few chunks.
-- ``compressor="lz4"`` (Blosc-LZ4, level 5, no shuffle): raw decode about 950 MP/s
-  against about 480 MP/s for zstd (level 3) on JPEG-decoded H&E data, for a store
+- ``compressor="lz4"`` (Blosc-LZ4, level 5, no shuffle): decodes about twice as fast as
+  zstd (level 3) on JPEG-decoded H&E data, for a store
   about 10 % larger (ratio 2.3 vs 2.6). ``"zstd"`` is the choice when storage or
   bandwidth matters more: on noisy, never-JPEG-compressed data LZ4 barely compresses
   (ratio 1.0 vs 1.7).
@@ -341,6 +341,22 @@ def _write(
         "source_shape": list(source.shape),
     }
     group = zarr.create_group(store, attributes={"hemoflow": hf_attrs}, overwrite=True)
+    arrays = _create_levels(group, shapes, chunks, chunk, source.dtype, codecs, axes)
+    _copy_level0(source, arrays[0], perm, axes, chunk, threads)
+    _write_coarser_levels(arrays, axes, chunk, threads)
+
+    name = os.path.splitext(os.path.basename(source.path))[0]
+    group.attrs.put(
+        {
+            "ome": multiscales_metadata(axes, n_levels, mpp, name=name),
+            "hemoflow": {**hf_attrs, "complete": True},
+        }
+    )
+    return n_levels
+
+
+def _create_levels(group, shapes, chunks, chunk: int, dtype, codecs: Any, axes: tuple[str, ...]) -> list:
+    """One empty array per pyramid level."""
     arrays = []
     for lv, shp in enumerate(shapes):
         arrays.append(
@@ -348,7 +364,7 @@ def _write(
                 str(lv),
                 shape=shp,
                 chunks=tuple(min(c, s) if c != chunk else c for c, s in zip(chunks, shp)),
-                dtype=source.dtype,
+                dtype=dtype,
                 compressors=codecs,
                 fill_value=0,
                 dimension_names=axes,
@@ -357,6 +373,14 @@ def _write(
                 config={"write_empty_chunks": True},
             )
         )
+    return arrays
+
+
+def _copy_level0(source: TiffSlideSource, arr, perm: list[int], axes: tuple[str, ...], chunk: int,
+                 threads: int) -> None:
+    """Copy the source's main image into level 0, block by block, in the NGFF axis order."""
+    src_shape = source.shape
+    h, w = source.height, source.width
 
     # Source dims that are not kept are size 1: index them away before transposing.
     keep = set(perm)
@@ -370,11 +394,14 @@ def _write(
             order = [sorted(perm).index(i) for i in perm]
         else:
             order = perm
-        arrays[0][_region(axes, y0, y1, x0, x1)] = np.ascontiguousarray(np.transpose(blk, order))
+        arr[_region(axes, y0, y1, x0, x1)] = np.ascontiguousarray(np.transpose(blk, order))
 
     _run(copy_block, _blocks(h, w, chunk), threads)
 
-    for lv in range(1, n_levels):
+
+def _write_coarser_levels(arrays: list, axes: tuple[str, ...], chunk: int, threads: int) -> None:
+    """Each level from the one above it, block by block."""
+    for lv in range(1, len(arrays)):
         prev, cur = arrays[lv - 1], arrays[lv]
         yi, xi = axes.index("y"), axes.index("x")
         lh, lw = cur.shape[yi], cur.shape[xi]
@@ -385,15 +412,6 @@ def _write(
             cur[_region(axes, y0, y1, x0, x1)] = downsample2(blk, axes)
 
         _run(down_block, _blocks(lh, lw, chunk), threads)
-
-    name = os.path.splitext(os.path.basename(source.path))[0]
-    group.attrs.put(
-        {
-            "ome": multiscales_metadata(axes, n_levels, mpp, name=name),
-            "hemoflow": {**hf_attrs, "complete": True},
-        }
-    )
-    return n_levels
 
 
 def content_hash(

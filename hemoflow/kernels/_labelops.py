@@ -16,7 +16,8 @@ from numba import njit
 
 from ._morphology import disk_offsets
 
-__all__ = ["label_max", "label_bboxes", "label_pixels", "ring_sums", "bbox_slices", "lut_gather", "label_sizes", "label_sources", "overlay_labels", "renumber_raster"]
+__all__ = ["label_max", "label_bboxes", "label_pixels", "ring_sums", "bbox_slices", "lut_gather", "label_sizes",
+           "label_sources", "overlay_labels", "renumber_raster"]
 
 
 @njit(cache=True, nogil=True)

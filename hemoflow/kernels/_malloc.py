@@ -2,19 +2,18 @@
 
 A tile's working images (a few to tens of MB each) are allocated and freed dozens of times
 per tile. glibc serves blocks above its mmap threshold with a fresh ``mmap`` and unmaps
-them on free, so every such array pays a page fault per 4 KB page on first touch: measured
-here, a 2048² kernel call spent 17 ms of its 19 ms in page faults. Dask makes it worse: its
+them on free, so every such array pays a page fault per 4 KB page on first touch, which
+can cost a kernel call most of its time. Dask makes it worse: its
 nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, so freed heap goes back to the
 system at once too.
 
 So worker processes get a 256 MB mmap threshold, a 512 MB trim threshold and one malloc
 arena: freed blocks are reused without faults, and one arena keeps the threads' freed
-memory in one place. In ``benchmarks/slide_throughput.py --pipeline-only --workers 1
---subset 16 --no-classify`` (16 tiles of 4096², 2-core machine, alternating runs) the median
-tile task went 1.18 s -> 0.74-0.80 s and the worker's peak RSS 870-877 -> 918-930 MB.
-Raising the thresholds alone with ``mallopt`` after the worker started was as fast but
-peaked at 1080-1230 MB (arenas made before cannot be merged), hence the environment at
-spawn (:func:`worker_environ`, used by :class:`hemoflow.Client` for its embedded cluster;
+memory in one place: tile tasks take about a third less time for a few percent more peak
+memory (``benchmarks/slide_throughput.py --pipeline-only``; figures in
+``docs/experiments/performance.md``). Raising the thresholds alone with ``mallopt`` after the worker
+has started is as fast but peaks higher (arenas made earlier cannot be merged), hence the
+environment at spawn (:func:`worker_environ`, used by :class:`hemoflow.Client` for its embedded cluster;
 the Helm chart sets ``MALLOC_ARENA_MAX`` for its workers) plus :func:`tune_malloc` in the
 worker plugin for workers started elsewhere. ``HEMOFLOW_MALLOC_TUNE=0`` turns both off.
 Linux/glibc only; otherwise nothing is changed.

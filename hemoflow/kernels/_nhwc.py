@@ -22,8 +22,7 @@ __all__ = ["interleave", "maxpool2_nhwc", "unshuffle2_nhwc"]
 
 def interleave(planes: np.ndarray) -> np.ndarray:
     """``(c, h, w)`` -> contiguous ``(h, w, c)``; one strided copy per channel is several
-    times faster than ``np.ascontiguousarray(np.moveaxis(...))`` (21 vs 70 ms for a 4320²
-    RGB window)."""
+    times faster than ``np.ascontiguousarray(np.moveaxis(...))``."""
     out = np.empty(planes.shape[1:] + planes.shape[:1], planes.dtype)
     for i in range(planes.shape[0]):
         out[..., i] = planes[i]

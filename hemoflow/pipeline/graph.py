@@ -4,7 +4,8 @@ The job is dynamic rather than one static graph, because a slide's tiles are onl
 once it is ingested and a classification batch is only worth sending once enough WBC
 crops are waiting:
 
-1. ``prepare_slide`` per slide (hash, ledger check, ingest, calibrate, plan tiles);
+1. ``prepare_slide`` per slide (hash, ledger check, ingest, the blood-smear QC gate,
+   calibrate, plan tiles); a slide the gate rejects ends there, not counted;
 2. ``run_tile`` per tile, as soon as its slide is planned (earlier slides first);
 3. ``classify_batch`` over groups of finished tiles, from any slides, sized so a task
    holds about ``batch_size`` crops (``GPU_POOL_BATCHES`` times that when a GPU worker
@@ -38,17 +39,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hemoflow.config import JobConfig
-from hemoflow.pipeline.work import Manifest
 from hemoflow.pipeline import tasks
+from hemoflow.pipeline.work import Manifest
+from hemoflow.stats.status import job_counts, job_status, patient_rows
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JobRunner", "gpu_workers"]
 
 #: With a GPU worker, a classify task pools this many ``batch_size`` batches of crops: per
-#: task costs (concatenating crops, transfers, labels) dominate small tasks. On one H100,
-#: ``benchmarks/classify.py --worker`` measured 37-42k cells/s with 512 crops per task and
-#: 53-59k with 4096 (docs/performance.md).
+#: task costs (concatenating crops, transfers, labels) dominate small tasks: on a GPU,
+#: 4096 crops per task classify about 40 % more cells per second than 512
+#: (``benchmarks/classify.py --worker``, docs/experiments/performance.md).
 GPU_POOL_BATCHES = 8
 
 
@@ -75,8 +77,9 @@ class _Slide:
     tiles_done: int = 0
     batched: int = 0
     finalize: Any = None
-    status: str = "pending"  # pending | ready | done | failed
-    error: str = ""
+    status: str = "pending"  # pending | ready | done | failed | rejected
+    error: str = ""  # why it failed, or why the smear QC gate rejected it
+    qc: dict | None = None
     summary: dict | None = None
 
 
@@ -100,9 +103,10 @@ class JobRunner:
         self.task_retries = task_retries
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
+        # slides_done counts processed slides only; a slide ends done, failed or rejected
         self._progress = {"slides_total": len(manifest), "slides_done": 0, "slides_failed": 0,
-                          "slides_skipped": 0, "tiles_total": 0, "tiles_done": 0, "tiles_resumed": 0,
-                          "cells": 0, "wbc_classified": 0, "tasks_resubmitted": 0}
+                          "slides_rejected": 0, "slides_skipped": 0, "tiles_total": 0, "tiles_done": 0,
+                          "tiles_resumed": 0, "cells": 0, "wbc_classified": 0, "tasks_resubmitted": 0}
         self.classified_on: set[str] = set()
         self._futures: list = []
         self.lock = None  # a hemoflow.jobs.lock.JobLock taken by the client, released at the end
@@ -234,8 +238,14 @@ class JobRunner:
 
             error = storage.redact(error)
             s.status, s.error = "failed", error
-            self._bump(slides_done=1, slides_failed=1)
+            self._bump(slides_failed=1)
             log.warning("slide %s failed: %s", sid, error)
+
+        def reject(sid: str, plan) -> None:
+            s = slides[sid]
+            s.plan, s.status, s.error, s.qc = plan, "rejected", plan.error, plan.qc
+            self._bump(slides_rejected=1)
+            log.warning("slide %s rejected: %s", sid, plan.error)
 
         def maybe_finalize(sid: str) -> None:
             s = slides[sid]
@@ -283,6 +293,8 @@ class JobRunner:
                 elif plan.status == "failed":
                     s.plan = plan
                     fail(sid, plan.error)
+                elif plan.status == "rejected":
+                    reject(sid, plan)
                 elif plan.status == "done":
                     s.plan, s.status, s.summary = plan, "done", plan.summary
                     self._bump(slides_done=1, slides_skipped=1, cells=_n_cells(plan.summary))
@@ -388,7 +400,11 @@ class JobRunner:
         for e in self.manifest:
             by_patient.setdefault(e.patient_id, []).append(e)
         patient_futs = {}
+        unprocessed = {}
         for pid, entries in by_patient.items():
+            if all(slides[e.slide_id].status != "done" for e in entries):  # no counts, not a row of zeros
+                unprocessed[pid] = entries
+                continue
             cells, ids = [], []
             for e in entries:
                 s = slides[e.slide_id]
@@ -401,28 +417,38 @@ class JobRunner:
                     cells.append(self.client.submit(tasks.read_cells, self.out_url, e.slide_id, pure=False))
             patient_futs[pid] = self._submit(tasks.summarize_patient_cells, pid, entries[0].specimen, cells, ids,
                                              key_prefix="patient")
-        patients = [patient_futs[pid].result() for pid in sorted(patient_futs)]
         slide_rows = []
-        failures = []
+        failures, rejections = [], []
         for e in self.manifest:
             s = slides[e.slide_id]
             if s.status == "done":
                 slide_rows.append(dict(s.summary or {}, skipped=s.finalize is None))
+                continue
+            row = {"slide_id": e.slide_id, "slide": e.slide_id if e.private else storage.redact(e.slide),
+                   "patient_id": e.patient_id, "specimen": e.specimen}
+            if s.status == "rejected":
+                row.update(status="rejected", reason=s.error, qc=s.qc)
+                rejections.append({"slide": row["slide"], "slide_id": e.slide_id, "reason": s.error})
             else:
-                row = {"slide_id": e.slide_id, "slide": e.slide_id if e.private else storage.redact(e.slide),
-                       "patient_id": e.patient_id,
-                       "specimen": e.specimen, "status": "failed", "error": s.error or "not processed"}
-                slide_rows.append(row)
-                failures.append({"slide": row["slide"], "slide_id": e.slide_id, "error": storage.redact(row["error"])})
+                error = storage.redact(s.error or "not processed")
+                row.update(status="failed", reason=error, error=error)
+                failures.append({"slide": row["slide"], "slide_id": e.slide_id, "error": error})
+            slide_rows.append(row)
+        summaries = {pid: f.result() for pid, f in patient_futs.items()}
+        patients = patient_rows(summaries, {pid: es[0].specimen for pid, es in unprocessed.items()}, slide_rows)
         progress = self.progress()
         progress["tiles_computed"] = progress["tiles_done"] - progress["tiles_resumed"]
+        counts = job_counts(slide_rows)
         job = {
             **self._job_head(),
-            "status": "ok" if not failures else ("failed" if len(failures) == len(slide_rows) else "partial"),
+            "status": job_status(done=counts["slides_done"], rejected=counts["slides_rejected"],
+                                 failed=counts["slides_failed"]),
+            **counts,
             "started": started,
             "seconds": round(seconds, 3),
             "progress": progress,
             "failures": failures,
+            "rejections": rejections,
             "classified_on": sorted(self.classified_on),
             "gpu_workers": gpu,
             "outputs": {"slides": f"{self.out_url}/slides.json", "patients": f"{self.out_url}/patients.json"},

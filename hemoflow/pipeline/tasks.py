@@ -32,10 +32,11 @@ _MPP_PROBE = 2048
 
 @dataclass
 class SlidePlan:
-    """What a prepared slide needs for its tile tasks (or the reason it failed)."""
+    """What a prepared slide needs for its tile tasks (or the reason it failed or was
+    rejected by the blood-smear QC gate)."""
 
     entry: SlideEntry
-    status: str  # "ready" | "done" | "failed"
+    status: str  # "ready" | "done" | "failed" | "rejected"
     key: str = ""
     zarr_url: str = ""
     shape: tuple[int, int] = (0, 0)
@@ -50,6 +51,7 @@ class SlidePlan:
     work_key: str = ""
     stored_tiles: frozenset = frozenset()  # tile indices with a record when the slide was prepared
     reused_plan: bool = False  # ingest and calibration came from the ledger
+    qc: dict[str, Any] | None = None  # QCResult.to_dict() of the smear QC gate; None when it did not run
 
 
 @dataclass
@@ -109,10 +111,16 @@ def prepare_slide(
         wkey = work_key(chash, {"params": params.to_dict(), "crop": _crop_dict(crop), "mpp": entry.mpp,
                                 "tile_size": config.tile_size, "halo_um": config.halo_um, "models": stage_models})
         plan = _reuse_plan(ledger, entry, wkey) if tile_resume else None
-        if plan is None:
+        if plan is not None:
+            plan = _gate_reused(plan, config)
+        else:
             plan = _plan_slide(entry, out_url, config, params, crop)
-            if tile_resume:
+            if tile_resume and plan.status == "ready":
                 ledger.record_plan(entry.slide_id, wkey, _plan_record(plan))
+        if plan.status == "rejected":
+            plan.seconds = time.perf_counter() - t0
+            log.info("slide %s rejected by the smear QC gate: %s", entry.slide_id, plan.error)
+            return plan
         plan.key, plan.work_key = key, wkey
         if tile_resume:
             plan.out_url = out_url
@@ -128,9 +136,11 @@ def prepare_slide(
 
 
 def _plan_slide(entry: SlideEntry, out_url: str, config: JobConfig, params: Any, crop: Any) -> SlidePlan:
-    """Ingest (unless the slide is already OME-Zarr), find the pixel size, calibrate, tile."""
+    """Ingest (unless the slide is already OME-Zarr), find the pixel size, check it is a
+    blood smear (``config.smear_qc``), calibrate, tile."""
+    from hemoflow.errors import HemoflowError
     from hemoflow.io import ingest, open_slide
-    from hemoflow.stages import analyze_field
+    from hemoflow.stages import analyze_field, calibrate
 
     url = entry.slide
     if not url.rstrip("/").endswith(".zarr"):
@@ -141,13 +151,29 @@ def _plan_slide(entry: SlideEntry, out_url: str, config: JobConfig, params: Any,
     h, w = slide.shape
     mpp = entry.mpp or slide.mpp
     source = "manifest" if entry.mpp else ("file" if slide.mpp else "")
+    sample = None
     if not mpp:
         cy, cx = h // 2, w // 2
         r = _MPP_PROBE // 2
         probe = slide.read_region(max(0, cy - r), max(0, cx - r), min(h, cy + r), min(w, cx + r))
-        mpp = analyze_field(probe, mpp=None, params=params, crop=crop).mpp
+        try:
+            mpp = analyze_field(probe, mpp=None, params=params, crop=crop).mpp
+        except HemoflowError:
+            # no red cell to measure: a slide that is no smear gets the gate's reason, not this error
+            sample = calibration_sample(slide) if config.smear_qc else None
+            qc = smear_qc_dict(sample, None) if sample is not None else None
+            if qc is not None and not qc["ok"]:
+                return SlidePlan(entry, "rejected", zarr_url=url, shape=(h, w), error=qc["reason"], qc=qc)
+            raise
         source = "estimated"
-    calibration = slide_calibration(slide, mpp, params)
+    if sample is None:
+        sample = calibration_sample(slide)
+    qc = smear_qc_dict(sample, mpp) if config.smear_qc else None
+    if qc is not None and not qc["ok"]:
+        return SlidePlan(entry, "rejected", zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
+                         error=qc["reason"], qc=qc)
+    calibration = calibrate(sample, params=params, mpp=mpp)
+    del sample
     halo = config.halo_um / mpp if config.halo_um else halo_pixels(
         mpp,
         max_cell_diameter_um=params.max_cell_diameter_um,
@@ -159,12 +185,33 @@ def _plan_slide(entry: SlideEntry, out_url: str, config: JobConfig, params: Any,
     f = int(calibration.downsample) * window_align(params)
     tiles = plan_tiles((h, w), _round_up(config.tile_size, f), _round_up(int(np.ceil(halo)), f))
     return SlidePlan(entry, "ready", zarr_url=url, shape=(h, w), mpp=float(mpp), mpp_source=source,
-                     calibration=calibration, tiles=tiles)
+                     calibration=calibration, tiles=tiles, qc=qc)
+
+
+def smear_qc_dict(sample: np.ndarray, mpp: float | None) -> dict[str, Any]:
+    """:func:`hemoflow.stages.qc.smear_qc` of a slide's calibration sample, as a dict."""
+    from hemoflow.stages.qc import smear_qc
+
+    return smear_qc(sample, mpp=mpp).to_dict()
+
+
+def _gate_reused(plan: SlidePlan, config: JobConfig) -> SlidePlan:
+    """Apply the QC gate to a plan read back from the ledger (run it when the plan was
+    made with the gate off)."""
+    if not config.smear_qc:
+        return plan
+    if plan.qc is None:
+        from hemoflow.io import open_slide
+
+        plan.qc = smear_qc_dict(calibration_sample(open_slide(plan.zarr_url)), plan.mpp)
+    if not plan.qc["ok"]:
+        plan.status, plan.error, plan.tiles = "rejected", plan.qc["reason"], []
+    return plan
 
 
 def _plan_record(plan: SlidePlan) -> dict[str, Any]:
     return {"zarr_url": plan.zarr_url, "shape": list(plan.shape), "mpp": plan.mpp, "mpp_source": plan.mpp_source,
-            "calibration": plan.calibration.to_dict(),
+            "calibration": plan.calibration.to_dict(), "qc": plan.qc,
             "tiles": [[t.index, t.row, t.col, list(t.core), list(t.window)] for t in plan.tiles]}
 
 
@@ -183,7 +230,7 @@ def _reuse_plan(ledger: Ledger, entry: SlideEntry, wkey: str) -> SlidePlan | Non
         tiles = [Tile(int(i), int(r), int(c), tuple(core), tuple(win)) for i, r, c, core, win in rec["tiles"]]
         return SlidePlan(entry, "ready", zarr_url=rec["zarr_url"], shape=tuple(rec["shape"]), mpp=float(rec["mpp"]),
                          mpp_source=rec["mpp_source"], calibration=Calibration.from_dict(rec["calibration"]),
-                         tiles=tiles, reused_plan=True)
+                         tiles=tiles, reused_plan=True, qc=rec.get("qc"))
     except Exception as exc:  # image gone or record damaged: prepare again
         log.info("recorded plan of %s not reusable: %s", entry.slide_id, exc)
         return None
@@ -400,6 +447,8 @@ def slide_summary(plan: SlidePlan, df, tiles: list[TileResult]) -> dict[str, Any
         "n_tiles": len(plan.tiles),
         "tile_seconds": float(sum(t.seconds for t in tiles)),
     }
+    if plan.qc is not None:
+        head["qc"] = plan.qc
     return {**head, **summarize_slide(df, specimen=e.specimen, slide=e.slide_id, patient_id=e.patient_id)}
 
 

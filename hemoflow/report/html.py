@@ -39,6 +39,7 @@ from hemoflow.errors import HemoflowError, OutputNotWritableError
 from hemoflow.pseudonym import pseudonymize
 from hemoflow.report.gallery import read_review_crops, review_notes, review_section, review_sentences
 from hemoflow.report.overlays import CLASS_COLORS, draw_cells, to_png_bytes
+from hemoflow.report.slide_status import excluded_section, status_index_row, status_only_body
 from hemoflow.report.svg import FLAG_COLORS, IntervalRow, histogram_plot, interval_plot
 from hemoflow.stats.reference import explain_cutoff_flag, explain_range_flag
 
@@ -304,7 +305,8 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputNotWritableError(f"cannot create report folder {out}: {exc}") from exc
-    patients = [p for p in _as_list(results.get("patients")) if "counts" in p]
+    # a patient with no counted slide (all rejected or failed) gets a page saying why
+    patients = [p for p in _as_list(results.get("patients")) if "counts" in p or p.get("excluded_slides")]
     slides = {str(s.get("slide")): s for s in _as_list(results.get("slides")) if "counts" in s}
     meta = dict(results.get("meta") or {})
     thumbnails = thumbnails or {}
@@ -325,6 +327,13 @@ def write_report(
         while fname + ".html" in used or fname == "index":
             fname += "_"
         used.add(fname + ".html")
+        if "counts" not in p:
+            path = out / f"{fname}.html"
+            path.write_text(_page(f"hemoflow – patient {display}", status_only_body(p, display, show_slide), meta),
+                            encoding="utf-8")
+            written.append(path)
+            index_rows.append(status_index_row(path.name, display, p))
+            continue
         slide_names = [str(x) for x in p.get("slides", [])]
         shown = [show_slide(x) for x in slide_names]
         figures = "".join(
@@ -335,6 +344,7 @@ def write_report(
             f"<p>Specimen: <b>{escape(p['specimen'].replace('_', ' '))}</b>. Slides ({len(shown)}): "
             f"{escape(', '.join(shown)) or '–'}. Intervals are exact (Clopper–Pearson) "
             f"{p.get('confidence', 0.95) * 100:g} % binomial intervals on pooled cells of all slides.</p>"
+            + excluded_section(p, show_slide)
             + review_section(p, [(show_slide(x), review_crops.get(x)) for x in slide_names]
                              if review_crops is not None else [])
             + _flags_section(p)

@@ -11,8 +11,8 @@ their pixel coordinates (deterministic farthest-point start, coordinates relativ
 basin's bounding box, so the split does not depend on where the window starts).
 
 The coefficients (``hemoflow/models/rbc_count_*.json``) were fitted on the training
-split of the development images' box annotations by :mod:`hemoflow.training.rbc_count`. Everything here is per basin, so the
-result stays local.
+split of the development images' box annotations by :mod:`hemoflow.training.rbc_count`.
+Everything here is per basin, so the result stays local.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from hemoflow.kernels import label
 from hemoflow.kernels._distance import chamfer_distance
 from hemoflow.kernels._labelops import lut_gather
 from hemoflow.kernels._stain import binomial3, stain_planes
-from hemoflow.stages.params import SegmentParams, _pos
+from hemoflow.stages.params import SegmentParams, _pos, ablation_switch
 from hemoflow.stages.preprocess import validate_rgb
 from hemoflow.stages.segment import open_disk
 
@@ -156,9 +156,9 @@ def block_factor(mpp: float, work_mpp: float) -> int:
     """The integer block-averaging factor ``f >= 1`` whose working pixel ``f * mpp`` is
     nearest to ``work_mpp`` in ratio (the smaller factor on a tie).
 
-    Rounding ``0.5 / mpp`` down (the rule before) left a 40x scan at 0.2527 µm/px (a
-    common scanner pixel) at factor 1, half the working scale the models were fitted at:
-    a tenth of its red cells counted.
+    Rounding ``0.5 / mpp`` down instead would leave a 40x scan at 0.2527 µm/px (a common
+    scanner pixel) at factor 1, half the working scale the models were fitted at, where a
+    tenth of its red cells are counted.
 
     >>> [block_factor(m, 0.46) for m in (0.0745, 0.1, 0.25, 0.2527, 0.263, 0.5, 1.0)]
     [6, 5, 2, 2, 2, 1, 1]
@@ -226,7 +226,7 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
         No pixel size was given and no isolated RBC could be measured.
     """
     rgb = validate_rgb(rgb)
-    bg = _background(rgb) if params.normalize_background else (255.0, 255.0, 255.0)
+    bg = _background(rgb) if ablation_switch(params, "normalize_background") else (255.0, 255.0, 255.0)
     estimated = mpp is None
     if estimated:
         d_px = _estimate_rbc_diameter_px(rgb, bg, params)
@@ -253,13 +253,13 @@ def calibrate(rgb, *, params: SegmentParams = SegmentParams(), mpp: float | None
 
 def _planes(rgb: np.ndarray, bg, factor: int, params: SegmentParams, *, od: bool = False, upsample: int = 1):
     """Cell and nucleus scores at the working scale (block mean, then a 3x3 binomial on
-    the planes ``params.smooth`` / ``params.smooth_cell`` ask for), and with ``od`` the
+    the planes the ablation switches ``smooth`` / ``smooth_cell`` ask for), and with ``od`` the
     three optical-density planes (else None)."""
     planes = stain_planes(rgb, factor, bg, green_minus_red=params.cell_channel == "od_green_minus_red", od=od,
                           upsample=upsample)
     cell, nuc = planes[:2]
-    if params.smooth_cell:
+    if ablation_switch(params, "smooth_cell"):
         cell = binomial3(cell)
-    if params.smooth:
+    if ablation_switch(params, "smooth"):
         nuc = binomial3(nuc)
     return cell, nuc, (planes[2] if od else None)

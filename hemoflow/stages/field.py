@@ -25,7 +25,7 @@ count 0) and background within ``rbc_mass_reach_um`` (one RBC diameter) of it, n
 kept basin first, WBC pixels excluded, shared by the basin's parts. Counts are the rounded
 sum of the weights: the density summed over the field outside WBCs, which on BCCD is closer
 to the annotated counts than the most probable cells or the count model's expectation
-(see ``docs/ablation_counts.md``). Without the network a row weighs its basin's expected
+(see ``docs/experiments/ablation_counts.md``). Without the network a row weighs its basin's expected
 count ``sum_k k p_k`` (plus that of nearby dropped basins) shared by its parts. WBC and
 platelet rows weigh 1.
 
@@ -83,7 +83,7 @@ from hemoflow.stages.calibration import (  # noqa: F401 (re-exported: the field'
 )
 from hemoflow.stages.crops import CropSpec, crop_cells
 from hemoflow.stages.features import PROPERTIES, empty_table, measure_cells
-from hemoflow.stages.params import SegmentParams, _pos
+from hemoflow.stages.params import SegmentParams, _pos, ablation_switch
 from hemoflow.stages.preprocess import validate_rgb
 from hemoflow.stages.segment import (
     _within,
@@ -150,9 +150,11 @@ def stained_objects(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px
     cell, nuc, od_planes = _planes(rgb, cal.background, int(cal.downsample), params, od=od,
                                    upsample=int(cal.upsample))
     rbc_area = math.pi / 4.0 * (params.rbc_diameter_um * um) ** 2
-    cell_mask = open_disk(cell > cal.cell_threshold * params.cell_threshold_scale, max(0.4 * um, 1.0))
-    if params.close_um > 0:
-        cell_mask = close_disk(cell_mask, params.close_um * um)
+    t_cell = cal.cell_threshold * ablation_switch(params, "cell_threshold_scale")
+    cell_mask = open_disk(cell > t_cell, max(0.4 * um, 1.0))
+    close_um = ablation_switch(params, "close_um")
+    if close_um > 0:
+        cell_mask = close_disk(cell_mask, close_um * um)
     cell_mask = fill_small_holes(cell_mask, params.pallor_area_frac * rbc_area)
 
     plt_min, plt_max = _platelet_area_range(params, um)
@@ -238,7 +240,7 @@ def _count_basins(s: StainedObjects, rbc: np.ndarray, n_rbc: int, dist: np.ndarr
         mass = basin_mass(rbc, n_rbc, density, reach_px=params.rbc_density_reach_um * um)
         feats = np.hstack([feats, mass_features(mass)])
     proba = predict_proba(feats, density=density_counts)
-    if density_counts and params.rbc_density_count:
+    if density_counts and ablation_switch(params, "rbc_density_count"):
         # most probable counts; the count is the density itself: each kept basin's region's mass
         counts = np.argmax(proba, axis=1).astype(np.int64)
         # kept_mass is 0 for dropped basins; a basin's parts share its mass
@@ -288,7 +290,7 @@ def _segment(rgb: np.ndarray, cal: Calibration, params: SegmentParams, px_um: fl
     density_counts = params.rbc_count_model and params.rbc_density_model
     s = stained_objects(rgb, cal, params, px_um, od=density_counts)
     plt, n_plt = s.plt, s.n_plt
-    if params.platelet_count_model:
+    if ablation_switch(params, "platelet_count_model"):
         # candidates at a lower threshold and a wider size range; the model picks platelets
         plt, n_plt = _keep_platelets(*platelet_candidates(s, cal, params))
     rbc, n_rbc, dist = red_cell_basins(s, params)

@@ -15,7 +15,28 @@ from typing import Any, Mapping
 from hemoflow.errors import HemoflowError
 from hemoflow.stages.preprocess import CELL_CHANNELS
 
-__all__ = ["SegmentParams"]
+__all__ = ["SegmentParams", "ABLATION_DEFAULTS", "ablation_switch"]
+
+#: Switches that exist only for the ablations of ``docs/experiments/ablation_counts.md``, with the value
+#: every production run uses. They are not fields of :class:`SegmentParams`, so they are no
+#: part of a job's parameters or its ledger keys;
+#: :class:`hemoflow.training.ablation.AblationParams` adds them as fields for the
+#: experiment scripts (``scripts/evaluate_counts.py --param smooth_cell=1``).
+ABLATION_DEFAULTS: dict[str, Any] = {
+    "normalize_background": True,
+    "smooth": True,
+    "smooth_cell": False,
+    "close_um": 0.0,
+    "cell_threshold_scale": 1.0,
+    "rbc_density_count": True,
+    "platelet_count_model": True,
+}
+
+
+def ablation_switch(params: Any, name: str) -> Any:
+    """The ablation switch ``name`` of ``params``: its field on ablation parameters, else
+    the production value of :data:`ABLATION_DEFAULTS`."""
+    return getattr(params, name, ABLATION_DEFAULTS[name])
 
 
 def _pos(name: str, v: Any) -> float:
@@ -32,6 +53,8 @@ def _pos(name: str, v: Any) -> float:
 class SegmentParams:
     """Tunables of segmentation, in µm (converted to px with the image's mpp).
 
+    Switches that exist only for ablations are not here (:data:`ABLATION_DEFAULTS`).
+
     Parameters
     ----------
     rbc_diameter_um : float
@@ -46,16 +69,6 @@ class SegmentParams:
         is about 16 working px across; 0.21-0.31 µm/px scans get factor 2, BCCD's 0.0745
         factor 6, 0.1 µm/px factor 5), or, where that factor's working pixel is more than
         10 % off, by a ratio ``p/q`` (:func:`working_ratio`; 0.345 µm/px: 4/3).
-    normalize_background : bool
-        Optical density relative to the measured background colour (white balance / stain
-        colour normalisation); False uses pure white (255, 255, 255).
-    smooth : bool
-        3x3 binomial smoothing of the nucleus channel (WBCs, platelets) at the working
-        scale, after the block mean.
-    smooth_cell : bool
-        The same for the cell channel (RBC outlines). Off by default: on BCCD it costs RBC
-        accuracy (MAPE 8.9 % unsmoothed vs 9.5 % smoothed) while smoothing the nucleus
-        channel helps platelets (MAE 0.379 vs 0.469); see ``docs/ablation_counts.md``.
     min_nucleus_od, min_cell_od : float
         Floors for the calibrated nucleus / cell thresholds (optical-density units), so a
         field without any WBC does not turn noise into nuclei.
@@ -69,7 +82,7 @@ class SegmentParams:
         Longest nuclear cluster (Feret diameter) of one WBC; a longer one is two touching
         WBCs and is split in two. Chosen on the development part of BCCD: single WBC
         nuclei there span at most 20.0 µm, touching pairs 21.9-22.1 µm (see
-        ``docs/ablation_counts.md``).
+        ``docs/experiments/ablation_counts.md``).
     platelet_diameter_um : tuple
         Accepted equivalent-diameter range of platelets.
     platelet_threshold_frac : float
@@ -79,11 +92,6 @@ class SegmentParams:
     platelet_wbc_margin_um : float
         Stained objects touching a WBC region grown by this margin are never platelets
         (threshold rule only; the model below sees the distance to the WBC instead).
-    platelet_count_model : bool
-        Let the shipped per-candidate model (:mod:`hemoflow.stages._platelet_count`)
-        decide which small stained objects, found at ``platelet_candidate_frac`` of the
-        platelet threshold, are platelets. False: every object above the threshold in
-        the ``platelet_diameter_um`` range is one.
     platelet_candidate_frac : float
         Candidate threshold of the platelet model, as a fraction of the platelet threshold.
     rbc_count_model : bool
@@ -104,9 +112,6 @@ class SegmentParams:
         mass of its pixels and of the background within this distance (nearest kept basin
         first), WBC pixels excluded, shared by the basin's parts: RBC counts are the density
         summed over the field outside WBCs. 7.5 µm: one RBC diameter.
-    rbc_density_count : bool
-        With the density network: True weighs RBC rows by density mass as above; False by
-        the count model's expected count (the default before; an ablation).
     rbc_min_area_frac : float
         RBC objects smaller than this fraction of a typical RBC area are dropped.
     rbc_border_min_area_frac : float
@@ -118,12 +123,6 @@ class SegmentParams:
         Touching RBCs are split when each one's distance-transform peak rises at least
         this fraction of its own height above the saddle between them (a scale-free
         h-maxima rule, so the split does not depend on the pixel-size estimate).
-    close_um : float
-        Closing radius applied to the cell mask before hole filling (0: none; joins the
-        open rims of pale RBCs, but merges neighbours -- off by default, see
-        ``docs/ablation_counts.md``).
-    cell_threshold_scale : float
-        Multiplier of the calibrated cell threshold (< 1 picks up paler cells).
     irregular_* : float
         Thresholds of the irregularity rule (:mod:`hemoflow.stages.features`).
     cell_channel : str
@@ -133,9 +132,6 @@ class SegmentParams:
     rbc_diameter_um: float = 7.5
     max_cell_diameter_um: float = 20.0
     work_mpp: float = 0.46
-    smooth: bool = True
-    smooth_cell: bool = False
-    normalize_background: bool = True
     min_nucleus_od: float = 0.08
     min_cell_od: float = 0.04
     wbc_min_nucleus_um2: float = 14.0
@@ -155,21 +151,16 @@ class SegmentParams:
     rbc_density_model: bool = True
     rbc_density_reach_um: float = 3.0
     rbc_mass_reach_um: float = 7.5
-    rbc_density_count: bool = True
-    platelet_count_model: bool = True
     platelet_candidate_frac: float = 0.75
-    close_um: float = 0.0
-    cell_threshold_scale: float = 1.0
     irregular_min_solidity: float = 0.90
     irregular_min_circularity: float = 0.75
     irregular_max_eccentricity: float = 0.70
     cell_channel: str = "od_green_minus_red"
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(SegmentParams):
             v = getattr(self, f.name)
-            if f.name in ("smooth", "smooth_cell", "normalize_background", "rbc_count_model", "platelet_count_model",
-                          "rbc_density_model", "rbc_density_count"):
+            if f.name in ("rbc_count_model", "rbc_density_model"):
                 object.__setattr__(self, f.name, bool(v))
             elif f.name == "cell_channel":
                 if v not in CELL_CHANNELS:
@@ -179,7 +170,7 @@ class SegmentParams:
                 if not (0 < lo < hi):
                     raise HemoflowError(f"platelet_diameter_um must be (lo, hi) with 0 < lo < hi, got {v!r}")
                 object.__setattr__(self, f.name, (lo, hi))
-            elif f.name in ("close_um", "platelet_wbc_margin_um", "rbc_mass_reach_um"):
+            elif f.name in ("platelet_wbc_margin_um", "rbc_mass_reach_um"):
                 if not (float(v) >= 0):
                     raise HemoflowError(f"{f.name} must be >= 0, got {v!r}")
                 object.__setattr__(self, f.name, float(v))

@@ -43,8 +43,8 @@ def fit(features: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, iters: i
 
 
 def fitting_names(data_dir, column: str) -> list[str]:
-    """Images of ``counts.csv`` with a value in ``column``, less the self-holdout quarter
-    (first SHA-256 byte of the name < 64), which is never used for fitting."""
+    """Images of ``counts.csv`` with a value in ``column``, less the validation quarter
+    (:func:`hemoflow.training.splits.in_bccd_validation`), which is never used for fitting."""
     import csv
     from pathlib import Path
 

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
     args, names, mpp = fitting_cli(argv, description=main.__doc__, out_name="platelet_count.json", l2=1e-2,
                                     column="platelets_txl")
-    xs, ys = _collect(args.data_dir, names, SegmentParams(platelet_count_model=True), mpp)
+    xs, ys = _collect(args.data_dir, names, SegmentParams(), mpp)
     x, y = np.concatenate(xs), np.concatenate(ys)
     coef, mean, std = fit(x, y, l2=args.l2, n_classes=2)
     pred = [int(predict((a - mean) / std, coef).sum()) for a in xs]

@@ -165,6 +165,34 @@ def quantize(net, ods) -> dict:
 # --------------------------------------------------------------------------- command line
 
 
+def _bccd_samples(root: Path, names: list[str], mpp: float, params, sigma_um: float) -> dict:
+    """``{name: (od, target, working µm/px)}`` of the named BCCD fields (one size)."""
+    from hemoflow.analyze import read_image
+    from hemoflow.errors import HemoflowError
+    from hemoflow.training.fitting import txl_centres
+
+    def sample(name):
+        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
+        return _field_sample(rgb, mpp, params, lambda f: txl_centres(root, name, 1, rgb.shape[:2], f), sigma_um)
+
+    data = {n: sample(n) for n in names}
+    shapes = {v[0].shape for v in data.values()}
+    if len(shapes) != 1:
+        raise HemoflowError(f"fields of one size expected, got {sorted(shapes)}")
+    return data
+
+
+def _meta(args, work_mpp: float, mpp: float, fit_names: list[str], data: dict) -> dict:
+    """The provenance stored with the weights."""
+    return {"width": args.width, "stem": args.stem, "epochs": args.epochs, "sigma_um": args.sigma_um, "seed": args.seed,
+            "bn_recalibrated": True, "input": "fields zero-padded to the grid",
+            "work_mpp": round(work_mpp, 5), "pixel_size_um": round(mpp, 5), "grid": R.ALIGN,
+            "fitting_images": len(fit_names), "synthetic_fields": args.synthetic,
+            "data_sha256": hashlib.sha256("\n".join(fit_names).encode()
+                                          + b"".join(data[n][1].tobytes() for n in fit_names)).hexdigest()[:16],
+            "source": "BCCD development fields, TXL-PBC RBC boxes (MIT)"}
+
+
 def _cross_validate(args, fit, fit_names: list[str], data: dict, truth: dict, meta: dict) -> dict:
     """K-fold cross-validation on the fitting images (``fit(names, seed)`` trains one
     network); with ``--folds-dir`` the fold networks and ``folds.json`` are kept."""
@@ -271,10 +299,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from hemoflow.analyze import read_image
-    from hemoflow.errors import HemoflowError
     from hemoflow.stages import SegmentParams
-    from hemoflow.training.fitting import fitting_names, pooled_mpp, txl_centres
+    from hemoflow.training.fitting import fitting_names, pooled_mpp
 
     root = args.data_dir
     if not (root / "txl_reannotations").is_dir() or not (root / "counts.csv").is_file():
@@ -290,17 +316,11 @@ def main(argv=None) -> int:
     hold_names = sorted(set(truth) - set(fit_names))
     mpp = args.mpp if args.mpp is not None else pooled_mpp(root)
     params = SegmentParams()
-    print(f"pixel size {mpp:.5f} um/px; {len(fit_names)} fitting images, {len(hold_names)} self-holdout", flush=True)
-
-    def sample(name):
-        rgb = read_image(root / "JPEGImages" / f"{name}.jpg")
-        return _field_sample(rgb, mpp, params, lambda f: txl_centres(root, name, 1, rgb.shape[:2], f), args.sigma_um)
+    print(f"pixel size {mpp:.5f} um/px; {len(fit_names)} fitting images, {len(hold_names)} validation", flush=True)
 
     t0 = time.time()
-    data = {n: sample(n) for n in sorted(truth)}
+    data = _bccd_samples(root, sorted(truth), mpp, params, args.sigma_um)
     shapes = {v[0].shape for v in data.values()}
-    if len(shapes) != 1:
-        raise HemoflowError(f"fields of one size expected, got {sorted(shapes)}")
     work_mpp = next(iter(data.values()))[2]
     od_shape = next(iter(data.values()))[0].shape
     synth_data = _synthetic(args.synthetic, od_shape, params, args.sigma_um)
@@ -324,13 +344,7 @@ def main(argv=None) -> int:
         return train_density([data[n][:2] for n in names] + synth_data, width=args.width, stem=args.stem,
                                epochs=args.epochs, seed=seed, progress=progress)
 
-    meta = {"width": args.width, "stem": args.stem, "epochs": args.epochs, "sigma_um": args.sigma_um, "seed": args.seed,
-            "bn_recalibrated": True, "input": "fields zero-padded to the grid",
-            "work_mpp": round(work_mpp, 5), "pixel_size_um": round(mpp, 5), "grid": R.ALIGN,
-            "fitting_images": len(fit_names), "synthetic_fields": args.synthetic,
-            "data_sha256": hashlib.sha256("\n".join(fit_names).encode()
-                                          + b"".join(data[n][1].tobytes() for n in fit_names)).hexdigest()[:16],
-            "source": "BCCD development fields, TXL-PBC RBC boxes (MIT)"}
+    meta = _meta(args, work_mpp, mpp, fit_names, data)
     if args.cv > 1:
         meta["cv"] = _cross_validate(args, fit, fit_names, data, truth, meta)
     print("final model on all fitting images", flush=True)
@@ -338,10 +352,10 @@ def main(argv=None) -> int:
     meta["fit"] = _score("fitting images (trained on)", [predict_total(net, data[n][0]) for n in fit_names],
                          [truth[n] for n in fit_names])
     if hold_names:
-        meta["self_holdout"] = _score("self-holdout (never trained on)",
-                                      [predict_total(net, data[n][0]) for n in hold_names],
-                                      [truth[n] for n in hold_names])
-    # int8 copy for inference (3.6x faster on CPU)
+        meta["validation"] = _score("validation (never trained on; used for choices)",
+                                    [predict_total(net, data[n][0]) for n in hold_names],
+                                    [truth[n] for n in hold_names])
+    # int8 copy for inference (several times faster on CPU)
     int8_state = quantize(net, calib)
     meta["int8_calibration_images"] = len(calib)
     digest = save_density_model(net, out, meta, int8_state=int8_state)

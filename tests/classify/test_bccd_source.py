@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from _require import require
 
-from hemoflow.classify.data import bccd_self_holdout, bccd_source
+from hemoflow.classify.data import bccd_source
+from hemoflow.training.splits import in_bccd_validation
 from hemoflow.errors import HemoflowError
 
 
@@ -19,8 +20,8 @@ def small_bccd(data_dir, tmp_path_factory):
     require((src / "counts.csv").exists(), "BCCD data not found")
     counts = pd.read_csv(src / "counts.csv", dtype=str, keep_default_na=False)
     labelled = counts[counts["wbc_type_kaggle"].str.fullmatch(r"[A-Z]+")]
-    dev = labelled[~labelled["image"].map(bccd_self_holdout)].head(4)
-    hold = labelled[labelled["image"].map(bccd_self_holdout)].head(2)
+    dev = labelled[~labelled["image"].map(in_bccd_validation)].head(4)
+    hold = labelled[labelled["image"].map(in_bccd_validation)].head(2)
     unlabelled = counts[counts["wbc_type_kaggle"] == ""].head(1)
     pick = pd.concat([dev, hold, unlabelled])
     root = tmp_path_factory.mktemp("bccd")
@@ -34,14 +35,14 @@ def small_bccd(data_dir, tmp_path_factory):
 def test_bccd_source_splits_and_cuts(small_bccd):
     root, dev, hold = small_bccd
     mpp = 0.0745
-    d = bccd_source(root, mpp=mpp, split="dev", weight=0.5)
-    h = bccd_source(root, mpp=mpp, split="self-holdout")
+    d = bccd_source(root, mpp=mpp, split="train", weight=0.5)
+    h = bccd_source(root, mpp=mpp, split="validation")
     a = bccd_source(root, mpp=mpp, split="all")
     assert 0 < len(d) <= len(dev) and len(h) <= len(hold) and len(a) == len(d) + len(h)
     side = round(36.0 / mpp)
     assert all(im.shape == (side, side, 3) and im.dtype.name == "uint8" for im in a.images)
     assert set(a.labels) <= {"neutrophil", "eosinophil", "lymphocyte", "monocyte", "basophil"}
-    assert d.mpp == mpp and d.weight == 0.5 and d.info["split"] == "dev" and d.info["fields"] == len(d)
+    assert d.mpp == mpp and d.weight == 0.5 and d.info["split"] == "train" and d.info["fields"] == len(d)
     assert len(d.sha256) == 64 and d.sha256 != a.sha256
-    with pytest.raises(HemoflowError):
-        bccd_source(root, mpp=mpp, split="train")
+    with pytest.raises(HemoflowError, match="train, validation or all"):
+        bccd_source(root, mpp=mpp, split="self-holdout")

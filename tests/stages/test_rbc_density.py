@@ -338,4 +338,6 @@ def test_mass_count_parameters_are_checked():
     assert SegmentParams(rbc_mass_reach_um=0).rbc_mass_reach_um == 0.0
     with pytest.raises(HemoflowError, match="rbc_mass_reach_um must be >= 0"):
         SegmentParams(rbc_mass_reach_um=-1)
-    assert SegmentParams(rbc_density_count=0).rbc_density_count is False
+    from hemoflow.training.ablation import AblationParams
+
+    assert AblationParams(rbc_density_count=0).rbc_density_count is False
