@@ -453,10 +453,10 @@ def _add_other_commands(sub) -> None:
 
 
 class _DropSlideFailures(logging.Filter):
-    """The CLI reports each failed slide itself, once, at the end of the job."""
+    """The CLI reports each failed or rejected slide itself, once, at the end of the job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("slide %s failed")
+        return not str(record.msg).startswith(("slide %s failed", "slide %s rejected"))
 
 
 def _quiet_console() -> None:
