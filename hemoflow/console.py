@@ -53,17 +53,21 @@ class ProgressBar:
         self._last_print = -1e9
 
     def __call__(self, p: dict[str, int]) -> None:
-        # Slides and tiles both count, so the bar reaches 100% only when slides are final.
-        done = p.get("tiles_done", 0) + p.get("slides_done", 0)
+        # Slides and tiles both count, so the bar reaches 100% only when slides are final;
+        # a rejected or failed slide is final too.
+        final = p.get("slides_done", 0) + p.get("slides_failed", 0) + p.get("slides_rejected", 0)
+        done = p.get("tiles_done", 0) + final
         total = p.get("tiles_total", 0) + p.get("slides_total", 0)
         frac = min(1.0, done / total) if total else 0.0
         n = int(frac * self.width)
-        state = (p.get("slides_done"), p.get("tiles_done"), p.get("tiles_total"), p.get("slides_failed"))
+        state = (p.get("slides_done"), p.get("tiles_done"), p.get("tiles_total"), p.get("slides_failed"),
+                 p.get("slides_rejected"))
         now = time.perf_counter()
         line = (f"{self.label} [{'#' * n}{'.' * (self.width - n)}] {frac * 100:5.1f}% "
                 f"slides {p.get('slides_done', 0)}/{p.get('slides_total', 0)} "
                 f"tiles {p.get('tiles_done', 0)}/{p.get('tiles_total', 0)} "
                 f"cells {p.get('cells', 0):,} failed {p.get('slides_failed', 0)} "
+                f"rejected {p.get('slides_rejected', 0)} "
                 f"{now - self._t0:6.1f}s")
         if self.tty:
             self.stream.write("\r" + line)
