@@ -96,7 +96,8 @@ def _warm_local() -> None:
 def _job_config(args) -> Any:
     from hemoflow.config import JobConfig
 
-    return JobConfig.from_env(tile_size=args.tile_size, tta=True if args.tta else None)
+    return JobConfig.from_env(tile_size=args.tile_size, tta=True if args.tta else None,
+                              smear_qc=False if getattr(args, "no_smear_qc", False) else None)
 
 
 def _wait(job) -> dict[str, Any]:
@@ -335,6 +336,9 @@ def _cluster_opts(p: argparse.ArgumentParser) -> None:
                    help="tile core side in level-0 px (default 4096, or $HEMOFLOW_TILE_SIZE)")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8x the classification compute)")
+    p.add_argument("--no-smear-qc", action="store_true",
+                   help="count every slide, without the blood-smear QC gate that rejects tissue sections and "
+                        "other non-smears (see docs/qc.md)")
     p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams), e.g. "
                         "rbc_density_model=0; repeatable; see docs/cli.md")
@@ -347,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hemoflow import __version__
 
     ap = _Parser(prog="hemoflow", description="Blood-smear slide processing at archive scale. "
-                 "Exit status: 0 ok, 1 error, 2 usage, 3 partial (some slides or images failed), "
+                 "Exit status: 0 ok, 1 error, 2 usage, 3 partial (some slides or images failed or were rejected), "
                  "130 interrupted; see docs/cli.md.")
     ap.add_argument("--version", action="version", version=f"hemoflow {__version__}",
                     help="print the version and exit")
@@ -408,6 +412,9 @@ def _add_image_commands(sub) -> None:
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8 flips and quarter turns per crop)")
+    p.add_argument("--no-smear-qc", action="store_true",
+                   help="count every slide, without the blood-smear QC gate that rejects tissue sections and "
+                        "other non-smears (see docs/qc.md)")
     p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams); repeatable")
     p.set_defaults(func=cmd_analyze)
@@ -453,10 +460,10 @@ def _add_other_commands(sub) -> None:
 
 
 class _DropSlideFailures(logging.Filter):
-    """The CLI reports each failed slide itself, once, at the end of the job."""
+    """The CLI reports each failed or rejected slide itself, once, at the end of the job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("slide %s failed")
+        return not str(record.msg).startswith(("slide %s failed", "slide %s rejected"))
 
 
 def _quiet_console() -> None:

@@ -53,17 +53,21 @@ class ProgressBar:
         self._last_print = -1e9
 
     def __call__(self, p: dict[str, int]) -> None:
-        # Slides and tiles both count, so the bar reaches 100% only when slides are final.
-        done = p.get("tiles_done", 0) + p.get("slides_done", 0)
+        # Slides and tiles both count, so the bar reaches 100% only when slides are final;
+        # a rejected or failed slide is final too.
+        final = p.get("slides_done", 0) + p.get("slides_failed", 0) + p.get("slides_rejected", 0)
+        done = p.get("tiles_done", 0) + final
         total = p.get("tiles_total", 0) + p.get("slides_total", 0)
         frac = min(1.0, done / total) if total else 0.0
         n = int(frac * self.width)
-        state = (p.get("slides_done"), p.get("tiles_done"), p.get("tiles_total"), p.get("slides_failed"))
+        state = (p.get("slides_done"), p.get("tiles_done"), p.get("tiles_total"), p.get("slides_failed"),
+                 p.get("slides_rejected"))
         now = time.perf_counter()
         line = (f"{self.label} [{'#' * n}{'.' * (self.width - n)}] {frac * 100:5.1f}% "
                 f"slides {p.get('slides_done', 0)}/{p.get('slides_total', 0)} "
                 f"tiles {p.get('tiles_done', 0)}/{p.get('tiles_total', 0)} "
                 f"cells {p.get('cells', 0):,} failed {p.get('slides_failed', 0)} "
+                f"rejected {p.get('slides_rejected', 0)} "
                 f"{now - self._t0:6.1f}s")
         if self.tty:
             self.stream.write("\r" + line)
@@ -274,16 +278,17 @@ def print_patients(patients: list[dict[str, Any]], truth: dict[str, list] | None
     print(hdr)
     print("-" * len(hdr))
     for p in patients:
-        counts = p.get("counts", {})
-        diff = p.get("differential", {})
+        counts = p.get("counts") or {}
+        diff = p.get("differential") or {}
         pct = {t: (diff.get(t, {}) or {}).get("percent") for t in TYPES}
         if pct.get("blast") is None:
             pct["blast"] = (p.get("blast", {}) or {}).get("percent")
         status = p.get("status")
         label = "measured" if status in (None, "ok", "measured") else str(status)[:9]
-        print(f"{p['patient_id']:<10} {label:<9} {counts.get('wbc', 0):>6} {counts.get('rbc', 0):>7} "
-              f"{counts.get('platelet', 0):>5} " + " ".join(fmt(pct[t]) for t in TYPES)
-              + f" {fmt(_rbc_area(p), 8)}")
+        # a patient with no processed slide has no counts: dashes, not a row of zeros
+        n = {k: counts.get(k, "-") if counts else "-" for k in ("wbc", "rbc", "platelet")}
+        print(f"{p['patient_id']:<10} {label:<9} {n['wbc']:>6} {n['rbc']:>7} {n['platelet']:>5} "
+              + " ".join(fmt(pct[t]) for t in TYPES) + f" {fmt(_rbc_area(p), 8)}")
         if truth and p["patient_id"] in truth:
             t = truth_summary(truth[p["patient_id"]])
             print(f"{'':<10} {'truth':<9} {t['wbc']:>6} {t['rbc']:>7} {t['platelets']:>5} "

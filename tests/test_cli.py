@@ -175,6 +175,10 @@ def test_table_headers_carry_units(capsys):
     header, _, row = capsys.readouterr().out.splitlines()[:3]
     assert "neutr%" in header and "blast%" in header and "RBC µm²" in header
     assert row.split()[-1] == "41.5" and "50.0" in row
+    # a patient whose slides all failed: its status and dashes, not a row of zeros
+    print_patients([{"patient_id": "P2", "status": "failed", "counts": None}], truth=None)
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:2] == ["P2", "failed"] and set(row[2:]) == {"-"}
 
 
 def test_param_values_are_parsed_by_the_field_type():
@@ -188,3 +192,25 @@ def test_param_values_are_parsed_by_the_field_type():
                 ("rbc_diameter_um", "big")]:
         with pytest.raises(UsageError, match="--param"):
             segment_params([bad])
+
+
+def test_no_smear_qc_flag_turns_the_gate_off(monkeypatch):
+    from hemoflow.cli import _job_config
+
+    monkeypatch.delenv("HEMOFLOW_SMEAR_QC", raising=False)
+    on = build_parser().parse_args(["run", "m.csv", "--out", "o"])
+    off = build_parser().parse_args(["run", "m.csv", "--out", "o", "--no-smear-qc"])
+    assert _job_config(on).smear_qc is True
+    assert _job_config(off).smear_qc is False
+
+
+def test_progress_bar_counts_rejected_and_failed_slides_as_final():
+    import io
+
+    from hemoflow.console import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar("job", stream=out)
+    bar({"slides_total": 3, "slides_done": 1, "slides_failed": 1, "slides_rejected": 1,
+         "tiles_total": 4, "tiles_done": 4, "cells": 10})
+    assert "100.0%" in out.getvalue() and "rejected 1" in out.getvalue()
