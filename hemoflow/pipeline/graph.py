@@ -29,7 +29,6 @@ Task exceptions are retried once (``retries=1``) before the slide is marked fail
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import threading
@@ -39,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hemoflow.config import JobConfig
-from hemoflow.pipeline import tasks
+from hemoflow.pipeline import results, tasks
 from hemoflow.pipeline.work import Manifest
-from hemoflow.stats.status import job_counts, job_status, patient_rows
+from hemoflow.stats.status import patient_rows
 
 log = logging.getLogger(__name__)
 
@@ -192,179 +191,18 @@ class JobRunner:
                 self.lock.release()
 
     def _run(self) -> dict[str, Any]:
-        from distributed import as_completed
-
         t0 = time.perf_counter()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        gpu = bool(gpu_workers(self.client))
-        classify_kw = {"resources": {"GPU": 1}} if gpu else {}
-        slides: dict[str, _Slide] = {e.slide_id: _Slide() for e in self.manifest}
-        order = {e.slide_id: i for i, e in enumerate(self.manifest)}
-        kinds: dict[Any, tuple] = {}
-        ac = as_completed()
+        loop = _JobLoop(self, gpu=bool(gpu_workers(self.client)))
         self._write_running(started)
-        for e in self.manifest:
-            f = self._submit(tasks.prepare_slide, e, self.out_url, self.config, self.params, self.crop,
-                             self.model_sha, self.tile_resume, key_prefix=f"prepare-{e.slide_id}", priority=10,
-                             retries=self.task_retries)
-            kinds[f] = ("prepare", e.slide_id)
-            ac.add(f)
-
-        pool: list[tuple[str, int, Any]] = []  # (slide_id, tile index, future)
-        tiles_per_batch = 8
-        prepares_left = len(self.manifest)
-        tiles_running = 0
-
-        def flush():
-            nonlocal pool
-            if not pool:
-                return
-            batch = pool
-            pool = []
-            f = self._submit(tasks.classify_batch, [t for _, _, t in batch], self.config.batch_size,
-                             self.model_path, self.config.tta, key_prefix="classify", priority=5, retries=self.task_retries,
-                             **classify_kw)
-            kinds[f] = ("classify", batch)
-            for pos, (sid, idx, _) in enumerate(batch):
-                slides[sid].labels[idx] = (f, pos)
-                slides[sid].batched += 1
-            ac.add(f)
-
-        def fail(sid: str, error: str) -> None:
-            s = slides[sid]
-            if s.status in ("done", "failed"):
-                return
-            from hemoflow.io import storage
-
-            error = storage.redact(error)
-            s.status, s.error = "failed", error
-            self._bump(slides_failed=1)
-            log.warning("slide %s failed: %s", sid, error)
-
-        def reject(sid: str, plan) -> None:
-            s = slides[sid]
-            s.plan, s.status, s.error, s.qc = plan, "rejected", plan.error, plan.qc
-            self._bump(slides_rejected=1)
-            log.warning("slide %s rejected: %s", sid, plan.error)
-
-        def maybe_finalize(sid: str) -> None:
-            s = slides[sid]
-            if s.status != "ready" or s.finalize is not None:
-                return
-            if s.tiles_done < len(s.tiles) or len(s.labels) < len(s.tiles):
-                return
-            labels = [s.labels[i] for i in range(len(s.tiles))]
-            f = self._submit(tasks.finalize_slide, s.plan, s.tiles, labels, self.out_url,
-                             key_prefix=f"finalize-{sid}", priority=20, retries=self.task_retries)
-            s.finalize = f
-            kinds[f] = ("finalize", sid)
-            ac.add(f)
-
-        def replace(kind: tuple, new) -> None:
-            """Point the job's bookkeeping at the resubmitted future of a lost task."""
-            if kind[0] == "tile":
-                slides[kind[1]].tiles[kind[2]] = new
-            elif kind[0] == "finalize":
-                slides[kind[1]].finalize = new
-            elif kind[0] == "classify":
-                for pos, (sid, idx, _) in enumerate(kind[1]):
-                    slides[sid].labels[idx] = (new, pos)
-            for s in slides.values():  # inputs resubmitted on the way
-                s.tiles = [self._fresh_known(t) for t in s.tiles]
-
-        for fut in ac:
-            if self.cancelled.is_set():
-                break
-            kind = kinds.pop(fut)
-            if self._lost(fut):
-                new = self._resubmit(fut)
-                if new is not None:
-                    kinds[new] = kind
-                    replace(kind, new)
-                    ac.add(new)
-                    continue
-            if kind[0] == "prepare":
-                prepares_left -= 1
-                sid = kind[1]
-                s = slides[sid]
-                plan = fut.result() if fut.status == "finished" else None
-                if plan is None:
-                    fail(sid, _future_error(fut))
-                elif plan.status == "failed":
-                    s.plan = plan
-                    fail(sid, plan.error)
-                elif plan.status == "rejected":
-                    reject(sid, plan)
-                elif plan.status == "done":
-                    s.plan, s.status, s.summary = plan, "done", plan.summary
-                    self._bump(slides_done=1, slides_skipped=1, cells=_n_cells(plan.summary))
-                else:
-                    s.plan, s.status = plan, "ready"
-                    self._bump(tiles_total=len(plan.tiles))
-                    # Tile tasks get the plan without its tile list: sending every tile
-                    # to every task grew with the square of the tile count.
-                    light = dataclasses.replace(plan, tiles=[])
-                    for t in plan.tiles:
-                        tf = self._submit(tasks.run_tile, light, t, self.params, self.crop,
-                                          key_prefix=f"tile-{sid}-{t.index}", priority=-order[sid],
-                                          retries=self.task_retries)
-                        kinds[tf] = ("tile", sid, t.index)
-                        s.tiles.append(tf)
-                        ac.add(tf)
-                    tiles_running += len(plan.tiles)
-            elif kind[0] == "tile":
-                _, sid, idx = kind
-                tiles_running -= 1
-                s = slides[sid]
-                self._bump(tiles_done=1)
-                if fut.status != "finished":
-                    fail(sid, f"tile {idx}: {_future_error(fut)}")
-                else:
-                    s.tiles_done += 1
-                    pool.append((sid, idx, fut))
-                if len(pool) >= tiles_per_batch:
-                    flush()
-            elif kind[0] == "classify":
-                batch = kind[1]
-                if fut.status != "finished":
-                    for sid in {b[0] for b in batch}:
-                        fail(sid, f"classification: {_future_error(fut)}")
-                else:
-                    res = fut.result()
-                    self.classified_on.add(res["worker"])
-                    self._bump(wbc_classified=res["n"], cells=res["n_cells"], tiles_resumed=res.get("n_resumed", 0))
-                    per_tile = res["n"] / max(1, len(batch))
-                    if per_tile > 0:
-                        target = self.config.batch_size * (GPU_POOL_BATCHES if gpu else 1)
-                        tiles_per_batch = max(1, min(256, math.ceil(target / per_tile)))
-                for sid in {b[0] for b in batch}:
-                    maybe_finalize(sid)
-            elif kind[0] == "finalize":
-                sid = kind[1]
-                s = slides[sid]
-                if fut.status != "finished":
-                    fail(sid, f"finalize: {_future_error(fut)}")
-                else:
-                    s.summary = self.client.submit(_get_summary, fut, pure=False).result()
-                    s.status = "done"
-                    self._bump(slides_done=1)
-                    for f2 in s.tiles:  # release the tile results on the workers
-                        self._specs.pop(f2.key, None)
-                        f2.release()
-                    self._specs.pop(fut.key, None)
-            if prepares_left == 0 and tiles_running == 0 and pool:
-                flush()
-            if kind[0] in ("tile",):
-                maybe_finalize(kind[1])
-
+        loop.submit_prepares()
+        loop.drain()
         if self.cancelled.is_set():
-            from hemoflow.io import storage
-
             job = {**self._job_head(), "status": "cancelled", "started": started,
                    "seconds": round(time.perf_counter() - t0, 3), "progress": self.progress()}
-            storage.atomic_write_bytes(f"{self.out_url}/job.json", _dumps(job))
-            return _clean({"job": job, "slides": [], "patients": []})
-        return self._finish(slides, started, time.perf_counter() - t0, gpu)
+            results.write_job(self.out_url, job)
+            return results.clean({"job": job, "slides": [], "patients": []})
+        return self._finish(loop.slides, started, time.perf_counter() - t0, loop.gpu)
 
     def _fresh_known(self, fut):
         while fut.key in self._replaced:
@@ -388,14 +226,21 @@ class JobRunner:
     def _write_running(self, started: str) -> None:
         """``job.json`` with ``status: running`` and all a resubmission needs
         (:meth:`hemoflow.jobs.client.Client.resume`)."""
-        from hemoflow.io import storage
-
-        storage.atomic_write_bytes(f"{self.out_url}/job.json",
-                                   _dumps({**self._job_head(), "status": "running", "started": started}))
+        results.write_job(self.out_url, {**self._job_head(), "status": "running", "started": started})
 
     def _finish(self, slides: dict[str, _Slide], started: str, seconds: float, gpu: bool) -> dict[str, Any]:
-        from hemoflow.io import storage
+        patient_futs, unprocessed = self._summarize_patients(slides)
+        rows, failures, rejections = results.slide_rows(self.manifest, slides)
+        summaries = {pid: f.result() for pid, f in patient_futs.items()}
+        patients = patient_rows(summaries, {pid: es[0].specimen for pid, es in unprocessed.items()}, rows)
+        job = results.job_record(self._job_head(), out_url=self.out_url, rows=rows, failures=failures,
+                                 rejections=rejections, progress=self.progress(), started=started,
+                                 seconds=seconds, classified_on=self.classified_on, gpu=gpu)
+        return results.write_outputs(self.out_url, rows, patients, job)
 
+    def _summarize_patients(self, slides: dict[str, _Slide]) -> tuple[dict[str, Any], dict[str, list]]:
+        """Submit one ``summarize_patient_cells`` per patient with a done slide; return
+        those futures and the patients left without one."""
         by_patient: dict[str, list] = {}
         for e in self.manifest:
             by_patient.setdefault(e.patient_id, []).append(e)
@@ -417,47 +262,194 @@ class JobRunner:
                     cells.append(self.client.submit(tasks.read_cells, self.out_url, e.slide_id, pure=False))
             patient_futs[pid] = self._submit(tasks.summarize_patient_cells, pid, entries[0].specimen, cells, ids,
                                              key_prefix="patient")
-        slide_rows = []
-        failures, rejections = [], []
-        for e in self.manifest:
-            s = slides[e.slide_id]
-            if s.status == "done":
-                slide_rows.append(dict(s.summary or {}, skipped=s.finalize is None))
-                continue
-            row = {"slide_id": e.slide_id, "slide": e.slide_id if e.private else storage.redact(e.slide),
-                   "patient_id": e.patient_id, "specimen": e.specimen}
-            if s.status == "rejected":
-                row.update(status="rejected", reason=s.error, qc=s.qc)
-                rejections.append({"slide": row["slide"], "slide_id": e.slide_id, "reason": s.error})
-            else:
-                error = storage.redact(s.error or "not processed")
-                row.update(status="failed", reason=error, error=error)
-                failures.append({"slide": row["slide"], "slide_id": e.slide_id, "error": error})
-            slide_rows.append(row)
-        summaries = {pid: f.result() for pid, f in patient_futs.items()}
-        patients = patient_rows(summaries, {pid: es[0].specimen for pid, es in unprocessed.items()}, slide_rows)
-        progress = self.progress()
-        progress["tiles_computed"] = progress["tiles_done"] - progress["tiles_resumed"]
-        counts = job_counts(slide_rows)
-        job = {
-            **self._job_head(),
-            "status": job_status(done=counts["slides_done"], rejected=counts["slides_rejected"],
-                                 failed=counts["slides_failed"]),
-            **counts,
-            "started": started,
-            "seconds": round(seconds, 3),
-            "progress": progress,
-            "failures": failures,
-            "rejections": rejections,
-            "classified_on": sorted(self.classified_on),
-            "gpu_workers": gpu,
-            "outputs": {"slides": f"{self.out_url}/slides.json", "patients": f"{self.out_url}/patients.json"},
-        }
-        storage.atomic_write_bytes(f"{self.out_url}/slides.json", _dumps(slide_rows))
-        storage.atomic_write_bytes(f"{self.out_url}/patients.json", _dumps(patients))
-        _write_csvs(self.out_url, slide_rows, patients)
-        storage.atomic_write_bytes(f"{self.out_url}/job.json", _dumps(job))
-        return _clean({"job": job, "slides": slide_rows, "patients": patients})
+        return patient_futs, unprocessed
+
+
+class _JobLoop:
+    """One job's event loop: which future is which task, the finished tiles waiting for
+    a classification batch, and what is still running. It reacts to each finished task
+    by submitting what that task unblocks."""
+
+    def __init__(self, runner: JobRunner, *, gpu: bool):
+        from distributed import as_completed
+
+        self.runner = runner
+        self.gpu = gpu
+        self.classify_kw = {"resources": {"GPU": 1}} if gpu else {}
+        self.slides: dict[str, _Slide] = {e.slide_id: _Slide() for e in runner.manifest}
+        self.order = {e.slide_id: i for i, e in enumerate(runner.manifest)}
+        self.kinds: dict[Any, tuple] = {}  # future -> ("prepare", sid) | ("tile", sid, index) | ...
+        self.ac = as_completed()
+        self.pool: list[tuple[str, int, Any]] = []  # (slide_id, tile index, future)
+        self.tiles_per_batch = 8
+        self.prepares_left = len(runner.manifest)
+        self.tiles_running = 0
+
+    def _add(self, fut, kind: tuple) -> None:
+        self.kinds[fut] = kind
+        self.ac.add(fut)
+
+    def submit_prepares(self) -> None:
+        r = self.runner
+        for e in r.manifest:
+            f = r._submit(tasks.prepare_slide, e, r.out_url, r.config, r.params, r.crop, r.model_sha, r.tile_resume,
+                          key_prefix=f"prepare-{e.slide_id}", priority=10, retries=r.task_retries)
+            self._add(f, ("prepare", e.slide_id))
+
+    def drain(self) -> None:
+        """Handle finished tasks until none is left or the job is cancelled."""
+        for fut in self.ac:
+            if self.runner.cancelled.is_set():
+                break
+            kind = self.kinds.pop(fut)
+            if self.runner._lost(fut):
+                new = self.runner._resubmit(fut)
+                if new is not None:
+                    self.kinds[new] = kind
+                    self._replace(kind, new)
+                    self.ac.add(new)
+                    continue
+            handle = {"prepare": self._on_prepare, "tile": self._on_tile, "classify": self._on_classify,
+                      "finalize": self._on_finalize}[kind[0]]
+            handle(fut, *kind[1:])
+            if self.prepares_left == 0 and self.tiles_running == 0 and self.pool:
+                self._flush()
+            if kind[0] == "tile":
+                self._maybe_finalize(kind[1])
+
+    # -- one handler per kind of task ------------------------------------------------
+    def _on_prepare(self, fut, sid: str) -> None:
+        self.prepares_left -= 1
+        s = self.slides[sid]
+        plan = fut.result() if fut.status == "finished" else None
+        if plan is None:
+            self._fail(sid, _future_error(fut))
+        elif plan.status == "failed":
+            s.plan = plan
+            self._fail(sid, plan.error)
+        elif plan.status == "rejected":
+            self._reject(sid, plan)
+        elif plan.status == "done":
+            s.plan, s.status, s.summary = plan, "done", plan.summary
+            self.runner._bump(slides_done=1, slides_skipped=1, cells=_n_cells(plan.summary))
+        else:
+            s.plan, s.status = plan, "ready"
+            self.runner._bump(tiles_total=len(plan.tiles))
+            self._submit_tiles(sid, plan)
+
+    def _submit_tiles(self, sid: str, plan) -> None:
+        r = self.runner
+        # Tile tasks get the plan without its tile list: sending every tile
+        # to every task grew with the square of the tile count.
+        light = dataclasses.replace(plan, tiles=[])
+        for t in plan.tiles:
+            tf = r._submit(tasks.run_tile, light, t, r.params, r.crop, key_prefix=f"tile-{sid}-{t.index}",
+                           priority=-self.order[sid], retries=r.task_retries)
+            self.kinds[tf] = ("tile", sid, t.index)
+            self.slides[sid].tiles.append(tf)
+            self.ac.add(tf)
+        self.tiles_running += len(plan.tiles)
+
+    def _on_tile(self, fut, sid: str, idx: int) -> None:
+        self.tiles_running -= 1
+        self.runner._bump(tiles_done=1)
+        if fut.status != "finished":
+            self._fail(sid, f"tile {idx}: {_future_error(fut)}")
+        else:
+            self.slides[sid].tiles_done += 1
+            self.pool.append((sid, idx, fut))
+        if len(self.pool) >= self.tiles_per_batch:
+            self._flush()
+
+    def _on_classify(self, fut, batch: list) -> None:
+        if fut.status != "finished":
+            for sid in {b[0] for b in batch}:
+                self._fail(sid, f"classification: {_future_error(fut)}")
+        else:
+            res = fut.result()
+            self.runner.classified_on.add(res["worker"])
+            self.runner._bump(wbc_classified=res["n"], cells=res["n_cells"], tiles_resumed=res.get("n_resumed", 0))
+            self._resize_batches(res["n"] / max(1, len(batch)))
+        for sid in {b[0] for b in batch}:
+            self._maybe_finalize(sid)
+
+    def _resize_batches(self, per_tile: float) -> None:
+        """Pool as many tiles per classify task as hold about the target count of crops."""
+        if per_tile > 0:
+            target = self.runner.config.batch_size * (GPU_POOL_BATCHES if self.gpu else 1)
+            self.tiles_per_batch = max(1, min(256, math.ceil(target / per_tile)))
+
+    def _on_finalize(self, fut, sid: str) -> None:
+        r = self.runner
+        s = self.slides[sid]
+        if fut.status != "finished":
+            self._fail(sid, f"finalize: {_future_error(fut)}")
+            return
+        s.summary = r.client.submit(_get_summary, fut, pure=False).result()
+        s.status = "done"
+        r._bump(slides_done=1)
+        for f2 in s.tiles:  # release the tile results on the workers
+            r._specs.pop(f2.key, None)
+            f2.release()
+        r._specs.pop(fut.key, None)
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Send the pooled tiles to one classify task."""
+        if not self.pool:
+            return
+        r = self.runner
+        batch, self.pool = self.pool, []
+        f = r._submit(tasks.classify_batch, [t for _, _, t in batch], r.config.batch_size, r.model_path,
+                      r.config.tta, key_prefix="classify", priority=5, retries=r.task_retries, **self.classify_kw)
+        self.kinds[f] = ("classify", batch)
+        for pos, (sid, idx, _) in enumerate(batch):
+            self.slides[sid].labels[idx] = (f, pos)
+            self.slides[sid].batched += 1
+        self.ac.add(f)
+
+    def _maybe_finalize(self, sid: str) -> None:
+        """Submit ``finalize_slide`` once every tile of a ready slide has its labels."""
+        s = self.slides[sid]
+        if s.status != "ready" or s.finalize is not None:
+            return
+        if s.tiles_done < len(s.tiles) or len(s.labels) < len(s.tiles):
+            return
+        r = self.runner
+        labels = [s.labels[i] for i in range(len(s.tiles))]
+        f = r._submit(tasks.finalize_slide, s.plan, s.tiles, labels, r.out_url,
+                      key_prefix=f"finalize-{sid}", priority=20, retries=r.task_retries)
+        s.finalize = f
+        self._add(f, ("finalize", sid))
+
+    def _fail(self, sid: str, error: str) -> None:
+        s = self.slides[sid]
+        if s.status in ("done", "failed"):
+            return
+        from hemoflow.io import storage
+
+        error = storage.redact(error)
+        s.status, s.error = "failed", error
+        self.runner._bump(slides_failed=1)
+        log.warning("slide %s failed: %s", sid, error)
+
+    def _reject(self, sid: str, plan) -> None:
+        s = self.slides[sid]
+        s.plan, s.status, s.error, s.qc = plan, "rejected", plan.error, plan.qc
+        self.runner._bump(slides_rejected=1)
+        log.warning("slide %s rejected: %s", sid, plan.error)
+
+    def _replace(self, kind: tuple, new) -> None:
+        """Point the job's bookkeeping at the resubmitted future of a lost task."""
+        if kind[0] == "tile":
+            self.slides[kind[1]].tiles[kind[2]] = new
+        elif kind[0] == "finalize":
+            self.slides[kind[1]].finalize = new
+        elif kind[0] == "classify":
+            for pos, (sid, idx, _) in enumerate(kind[1]):
+                self.slides[sid].labels[idx] = (new, pos)
+        for s in self.slides.values():  # inputs resubmitted on the way
+            s.tiles = [self.runner._fresh_known(t) for t in s.tiles]
 
 
 def _n_cells(summary: dict[str, Any] | None) -> int:
@@ -480,42 +472,3 @@ def _future_error(fut) -> str:
     except Exception as e:  # cancelled futures raise here
         return f"{type(e).__name__}: {e}"
     return f"{type(exc).__name__}: {exc}" if exc is not None else f"task {fut.status}"
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(_clean(obj), indent=2, default=_json_default, allow_nan=False).encode()
-
-
-def _clean(o: Any) -> Any:
-    """Replace non-finite floats by None, recursively (JSON has no NaN)."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-def _json_default(o: Any):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _write_csvs(out_url: str, slides: list[dict], patients: list[dict]) -> None:
-    from hemoflow.io import storage
-
-    try:
-        from hemoflow.stats.aggregate import summaries_to_frames
-    except ImportError:  # pragma: no cover - stats layer always ships it
-        return
-    s_df, p_df = summaries_to_frames(slides, patients)
-    storage.atomic_write_bytes(f"{out_url}/slides.csv", s_df.to_csv(index=False).encode())
-    storage.atomic_write_bytes(f"{out_url}/patients.csv", p_df.to_csv(index=False).encode())
