@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hemoflow.classify.metrics import classification_metrics
-from hemoflow.classify.taxonomy import group_of
+from hemoflow.classify.taxonomy import LABELS, group_of
 
 __all__ = ["synthetic_agreement"]
 
@@ -38,7 +38,7 @@ def synthetic_agreement(clf, *, n_fields: int = 6, seed: int = 500_000, shape=(7
         crops = crop_cells(rgb, ys, xs, mpp=mpp, crop=spec)
         labels, _ = clf.predict(crops, tta=tta)
         truth_all += [str(t) for t in np.asarray(truth["type"])[sel]]
-        pred_all += [group_of(lab) if lab in clf.io.classes else lab for lab in labels]
+        pred_all += [group_of(lab) if lab in LABELS else lab for lab in labels]
     classes = sorted(set(truth_all) | set(pred_all))
     m = classification_metrics(truth_all, pred_all, classes=classes)
     m["agreement"] = m["accuracy"]
