@@ -167,7 +167,8 @@ def estimate_cell_mpp(
         wl, wn = ndi.label(ndi.binary_closing(wbc, iterations=2))
         h, w = wl.shape
         ys, xs = np.nonzero(wl)
-        centre = int(wl[ys[np.argmin((ys - h / 2) ** 2 + (xs - w / 2) ** 2)], xs[np.argmin((ys - h / 2) ** 2 + (xs - w / 2) ** 2)]])
+        k = int(np.argmin((ys - h / 2) ** 2 + (xs - w / 2) ** 2))
+        centre = int(wl[ys[k], xs[k]])
         comp = wl == centre
         # the white cell is the stained component holding the central nucleus (cytoplasm included)
         cell = (lab == np.bincount(lab[comp]).argmax()) if lab[comp].any() else comp

@@ -145,7 +145,7 @@ def train_network(
         torch.set_num_threads(prev)
     info = {"steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay, "seed": seed, "threads": threads,
             "optimizer": "AdamW + OneCycleLR", "loss": "target-set NLL, 5 % smoothing",
-            "augment": {k: v for k, v in BatchAugment().__dict__.items()}, "init": None if init is None else Path(init).name,
+            "augment": dict(BatchAugment().__dict__), "init": None if init is None else Path(init).name,
             "final_loss": round(float(np.mean(losses[-100:])), 4), "train_seconds": round(time.perf_counter() - t0, 1)}
     return net.eval(), info
 
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             save_model(init, net, IO, arch=ARCH)
     info = {"rounds": rounds}
     clf = WbcClassifier(net, IO)
-    meta = provenance(clf, sets, args.data, sources=sources, info=info, argv=sys.argv if argv is None else ["hemoflow.training.wbc", *argv])
+    argv_used = sys.argv if argv is None else ["hemoflow.training.wbc", *argv]
+    meta = provenance(clf, sets, args.data, sources=sources, info=info, argv=argv_used)
     digest = save_model(out, net, IO, arch=ARCH, metadata=meta)
     log.info("wrote %s (sha256 %s, %d bytes)", out, digest[:12], out.stat().st_size)
     return 0

@@ -236,7 +236,8 @@ def load_sources(data: str | Path, *, sources=SOURCES, dst_mpp: float, side: int
         f = Path(cache) / f"{src}_{key}.npz" if cache else None
         if f is not None and f.is_file():
             z = np.load(f, allow_pickle=False)
-            out[src] = CellSet(src, *(z[k] for k in ("crops", "targets", "names", "split", "label", "mpp_est", "ruler")))
+            fields = ("crops", "targets", "names", "split", "label", "mpp_est", "ruler")
+            out[src] = CellSet(src, *(z[k] for k in fields))
             continue
         log.info("preparing %s", src)
         cs = _build(src, data, dst_mpp, side)
