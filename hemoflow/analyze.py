@@ -134,13 +134,20 @@ def analyze_image(
     res = analyze_field(arr, mpp=mpp, params=params, crop=crop, density_weights=density_weights)
     t = res.table
     cls = t["cls"]
-    wbc_types: dict[int, tuple[str, float]] = {}
+    wbc_types: dict[int, dict[str, Any]] = {}
     if classifier is not None and len(res.crops):
+        from hemoflow.classify.taxonomy import LABELS, group_of
+
         labels, probs = classifier.predict(res.crops, tta=True) if tta else classifier.predict(res.crops)
         probs = np.asarray(probs)
+        classes = list(getattr(getattr(classifier, "io", None), "classes", ()))
+        blast = classes.index("blast") if "blast" in classes else None
         rows = np.flatnonzero(cls == "wbc")
         for k, r in enumerate(rows):
-            wbc_types[int(r)] = (str(labels[k]), float(np.max(probs[k])))
+            lab = str(labels[k])
+            wbc_types[int(r)] = {"wbc_type": lab, "wbc_confidence": float(np.max(probs[k])),
+                                 "group": group_of(lab) if lab in LABELS else lab,
+                                 "p_blast": float(probs[k, blast]) if blast is not None else 0.0}
     cells = []
     for i in range(len(cls)):
         rec = {
@@ -154,7 +161,7 @@ def analyze_image(
             "count_weight": float(t["count_weight"][i]),
         }
         if i in wbc_types:
-            rec["wbc_type"], rec["wbc_confidence"] = wbc_types[i]
+            rec.update(wbc_types[i])
         cells.append(rec)
     return {
         "image": name,

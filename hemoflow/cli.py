@@ -276,11 +276,13 @@ def cmd_classify(args) -> int:
 
 # -- other commands -------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from hemoflow.classify.train import train_from_folder
+    from hemoflow.training.wbc import main as train_main
 
-    info = train_from_folder(args.folder, args.out, epochs=args.epochs, seed=args.seed)
-    print(json.dumps(info, indent=2, default=json_default))
-    return EXIT_OK
+    argv = ["--data", args.data, "--out", args.out, "--steps", args.steps, "--seed", str(args.seed),
+            "--threads", str(args.threads)]
+    if args.cache:
+        argv += ["--cache", args.cache]
+    return train_main(argv)
 
 
 def cmd_ingest(args) -> int:

@@ -129,11 +129,15 @@ def _add_image_commands(sub, commands) -> None:
 
 
 def _add_other_commands(sub, commands) -> None:
-    p = sub.add_parser("train", help="train a cell classifier from a folder with labels.csv")
-    p.add_argument("folder", help="folder with labels.csv (columns path, label) and the images it lists")
-    p.add_argument("--out", required=True, metavar="FILE", help="weights file to write")
-    p.add_argument("--epochs", type=positive_int, default=10, metavar="N", help="training epochs (default 10)")
+    p = sub.add_parser("train", help="train the 13-label WBC classifier from ../shared/data (reproduces the shipped model)")
+    p.add_argument("--data", default="../shared/data", metavar="DIR",
+                   help="folder holding pbc/, pbc_train/, pbc_maturation/, marrow_mll/ and bccd/ (default ../shared/data)")
+    p.add_argument("--out", required=True, metavar="FILE", help="weights file to write (a .json sidecar is written beside it)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="folder for the preprocessed crops, reused by later runs")
+    p.add_argument("--steps", default="400,1000", metavar="N,N",
+                   help="batches per training round, comma-separated (default 400,1000: the shipped model's recipe)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=positive_int, default=2, metavar="N", help="torch CPU threads (default 2)")
     p.set_defaults(func=commands["train"])
 
     p = sub.add_parser("ingest", help="convert a TIFF / OME-TIFF / SVS slide to OME-Zarr")

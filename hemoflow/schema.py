@@ -54,10 +54,16 @@ CELL_COLUMNS: dict[str, str] = {
     "count_weight": "f8",
 }
 
-# Added by classification (rows with cls != "wbc" hold "" and nan).
+# Added by classification (rows with cls != "wbc" hold "" and nan). ``wbc_type`` is one
+# of hemoflow.classify.taxonomy.LABELS (``not_identifiable`` when the model abstains),
+# ``group`` its differential group (band and segmented -> neutrophil; promyelocyte,
+# myelocyte, metamyelocyte -> ig; every other label its own), ``p_blast`` the model's
+# probability of ``blast``.
 CLASS_COLUMNS: dict[str, str] = {
     "wbc_type": "U",
     "wbc_confidence": "f8",
+    "group": "U",
+    "p_blast": "f8",
 }
 
 # Added by the pipeline.

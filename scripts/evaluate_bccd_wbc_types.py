@@ -79,6 +79,7 @@ def main(argv=None) -> int:
         clf = load_model(args.model)
     else:
         clf = load_default_model()
+    from hemoflow.classify.taxonomy import LABELS, group_of
     from hemoflow.training.splits import bccd_split
 
     pairs, skipped, part = [], Counter(), []
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
         if len(wbcs) != 1:
             skipped[f"{len(wbcs)} WBC detected"] += 1
             continue
-        pairs.append((row.wbc_type_kaggle.lower(), wbcs[0]["wbc_type"]))
+        pred = wbcs[0]["wbc_type"]  # compared through the differential group (band/segmented -> neutrophil)
+        pairs.append((row.wbc_type_kaggle.lower(), group_of(pred) if pred in LABELS else pred))
         part.append(bccd_split(row.image))
     if not pairs:
         print("no field with one detected WBC", file=sys.stderr)

@@ -14,6 +14,7 @@ import tifffile
 from PIL import Image
 
 from hemoflow import synth
+from hemoflow.classify.taxonomy import LABELS, group_of
 from hemoflow.cli import build_parser, main
 
 
@@ -112,7 +113,7 @@ def test_analyze_several_images_share_one_estimated_mpp(tmp_path):
 
 
 def test_classify_json_contract(tmp_path):
-    """`hemoflow classify --json`: one {"image", "label", "probability", "probabilities"} per
+    """`hemoflow classify --json`: one {"image", "label", "group", "probability", "p_blast", ...} per
     image, in order; test-time augmentation by default, `--no-tta` for one view. Cells are
     cut from a synthetic field around WBCs of known type."""
     rgb, truth = synth.synth_field((768, 768), mpp=0.25, seed=500_001, n_wbc=4)
@@ -130,11 +131,12 @@ def test_classify_json_contract(tmp_path):
         outs[flag] = out = json.loads(r.stdout)
         assert [o["image"] for o in out] == [str(p) for p in paths]
         for o, i in zip(out, wbc):
-            assert set(o) == {"image", "label", "probability", "probabilities"}
-            assert o["label"] == max(o["probabilities"], key=o["probabilities"].get)
-            assert o["probability"] == pytest.approx(o["probabilities"][o["label"]], abs=1e-5)
+            assert set(o) >= {"image", "label", "group", "probability", "p_blast", "probabilities"}
+            assert set(o["probabilities"]) == set(LABELS) and o["label"] in LABELS
+            assert o["group"] == group_of(o["label"])
+            assert o["p_blast"] == pytest.approx(o["probabilities"]["blast"], abs=1e-5)
             assert sum(o["probabilities"].values()) == pytest.approx(1, abs=1e-3)
-            assert o["label"] == truth["type"][i]
+            assert o["group"] == truth["type"][i]
     assert [o["probabilities"] for o in outs[()]] != [o["probabilities"] for o in outs[("--no-tta",)]]
     r = _hemoflow("classify", str(tmp_path / "missing.png"))
     assert r.returncode != 0 and "not found" in r.stderr

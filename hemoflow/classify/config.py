@@ -33,9 +33,9 @@ __all__ = [
     "parse_classes",
 ]
 
-#: Shipped weights (``.pt``) and their metadata (``.json``), next to this module.
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = "wbc_default"
+#: The shipped classifier: ``wbc_classifier.pt`` and its provenance sidecar ``.json`` in
+#: :mod:`hemoflow.models`.
+DEFAULT_WEIGHTS = "wbc_classifier"
 
 #: Pixel size of the PBC dataset images (CellaVision DM96), measured from the median
 #: equivalent diameter of isolated background RBCs (~76 px for a ~7.5 µm RBC).
@@ -146,8 +146,10 @@ class ModelIOConfig:
 
 
 def default_weights_path(suffix: str = ".pt") -> Path:
-    """Path of the shipped weights (``.pt``) or metadata (``.json``)."""
-    return WEIGHTS_DIR / (DEFAULT_WEIGHTS + suffix)
+    """Path of the shipped weights (``.pt``) or their provenance sidecar (``.json``)."""
+    from hemoflow import models
+
+    return models.path(DEFAULT_WEIGHTS + suffix)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -173,6 +175,6 @@ def default_io_config() -> ModelIOConfig:
 
     >>> io = default_io_config()
     >>> io.input_size
-    96
+    80
     """
     return ModelIOConfig.from_dict(read_metadata(default_weights_path(".json"))["io"])

@@ -19,8 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hemoflow.classify.config import PBC_CAMERA_MPP, default_weights_path
+from hemoflow.classify.config import default_weights_path
 from hemoflow.classify.model import WbcClassifier, load_model
+from hemoflow.classify.scale import estimate_cell_mpp
+from hemoflow.classify.taxonomy import LABELS
 from hemoflow.classify.transforms import prepare_cell_image
 
 try:  # distributed is a core dependency; keep this module importable without it anyway
@@ -28,10 +30,11 @@ try:  # distributed is a core dependency; keep this module importable without it
 except ImportError:  # pragma: no cover
     WorkerPlugin = object  # type: ignore[misc,assignment]
 
-__all__ = ["get_worker_model", "clear_model_cache", "classify_crops", "classify_images", "ModelPlugin"]
+__all__ = ["get_worker_model", "clear_model_cache", "classify_crops", "crop_columns", "classify_images", "ModelPlugin"]
 
 log = logging.getLogger(__name__)
 
+_LABEL_SET = frozenset(LABELS)
 _CACHE: dict[tuple[str, str], WbcClassifier] = {}
 _LOCK = threading.Lock()
 
@@ -87,6 +90,28 @@ def classify_crops(
     return clf.predict(crops, batch_size=batch_size, tta=tta)
 
 
+def crop_columns(
+    crops: np.ndarray, model: WbcClassifier | None = None, *, batch_size: int = 256, tta: bool = False
+) -> dict[str, np.ndarray]:
+    """Classify crops into the cell-table columns of :data:`hemoflow.schema.CLASS_COLUMNS`:
+    ``wbc_type`` (the label, after the confidence rule), ``wbc_confidence`` (top
+    probability), ``group`` (its differential group) and ``p_blast`` (probability of
+    ``blast``; 0 for a model without that class)."""
+    from hemoflow.classify.taxonomy import group_of
+
+    clf = model if model is not None else _plugin_model() or get_worker_model()
+    labels, probs = clf.predict(crops, batch_size=batch_size, tta=tta)
+    probs = np.asarray(probs, dtype=np.float32)
+    n = len(labels)
+    blast = clf.io.classes.index("blast") if "blast" in clf.io.classes else None
+    return {
+        "wbc_type": np.asarray(labels, dtype=object),
+        "wbc_confidence": probs.max(axis=1) if n else np.zeros(0, np.float32),
+        "group": np.asarray([group_of(lb) if lb in _LABEL_SET else lb for lb in labels], dtype=object),
+        "p_blast": probs[:, blast] if blast is not None and n else np.zeros(n, np.float32),
+    }
+
+
 def _plugin_model() -> WbcClassifier | None:
     """The model a :class:`ModelPlugin` put on the current Dask worker, if any."""
     try:
@@ -136,6 +161,16 @@ def _read_rgb(path: str | os.PathLike) -> np.ndarray:
     return read_rgb8(path)
 
 
+def _prepare(rgb: np.ndarray, mpp: float | None, io) -> tuple[np.ndarray, float, str]:
+    """Crop at the model's pixel size; the image's own scale estimate when ``mpp`` is None."""
+    if mpp is not None:
+        ruler = "given"
+        src = float(mpp)
+    else:
+        src, ruler = estimate_cell_mpp(rgb)
+    return prepare_cell_image(rgb, mpp=src, size=io.input_size, dst_mpp=io.mpp), src, ruler
+
+
 def classify_images(
     paths: Sequence[str | os.PathLike],
     *,
@@ -148,10 +183,16 @@ def classify_images(
 ) -> list[dict[str, Any]]:
     """Classify image files, each holding one centred cell (like the PBC dataset).
 
-    Each image is resampled from ``mpp`` (default: the PBC camera, ~0.1 µm/px) to the
-    model's ``io.mpp`` and centre-cropped/padded to ``io.input_size``. ``tta`` (default on:
-    a handful of images costs little) averages the softmax over each crop's 8 flips and
-    quarter turns (:meth:`WbcClassifier.predict`).
+    Each image is resampled from its pixel size to the model's ``io.mpp`` and
+    centre-cropped/padded to ``io.input_size``. The pixel size is ``mpp`` when given, else
+    estimated from the image itself (:func:`hemoflow.classify.scale.estimate_cell_mpp`:
+    the red cells around the white cell, or failing those the white cell's own size).
+    ``tta`` (default on: a handful of images costs little) averages the softmax over each
+    crop's 8 flips and quarter turns (:meth:`WbcClassifier.predict`).
+
+    Abstention: a cell whose best label is below the model's confidence rule
+    (:attr:`WbcClassifier.abstain_below`) is ``not_identifiable``, and so is an image with
+    no stained matter at all (the scale estimate finds nothing to measure).
 
     Images are read and classified ``chunk`` at a time (memory stays bounded for any number
     of images); ``progress(done, total)`` is called after each chunk.
@@ -159,28 +200,35 @@ def classify_images(
     Returns
     -------
     list of dict
-        Per image: ``image`` (the path as given), ``label``, ``probability`` (of ``label``) and
-        ``probabilities`` (class -> p) — the JSON contract of ``hemoflow classify --json``.
+        Per image: ``image`` (the path as given), ``label``, ``group`` (its differential
+        group), ``probability`` (of the top class), ``p_blast``, ``probabilities``
+        (class -> p), ``mpp`` (the pixel size used) and ``mpp_source`` (``given``,
+        ``rbc``, ``wbc`` or ``none``) — the JSON contract of ``hemoflow classify --json``.
     """
+    from hemoflow.classify.taxonomy import REJECT, group_of
+
     clf = model if model is not None else get_worker_model()
-    src_mpp = float(mpp) if mpp is not None else PBC_CAMERA_MPP
+    classes = clf.io.classes
     paths = list(paths)
     out: list[dict[str, Any]] = []
     step = max(1, int(chunk))
     for i in range(0, len(paths), step):
         part = paths[i : i + step]
-        crops = np.stack([prepare_cell_image(_read_rgb(p), mpp=src_mpp, size=clf.io.input_size, dst_mpp=clf.io.mpp)
-                          for p in part])
-        labels, probs = clf.predict(crops, batch_size=batch_size, tta=tta)
-        out += [
-            {
+        prepared = [_prepare(_read_rgb(p), mpp, clf.io) for p in part]
+        labels, probs = clf.predict(np.stack([c for c, _, _ in prepared]), batch_size=batch_size, tta=tta)
+        for p, lb, pr, (_, src, ruler) in zip(part, labels, probs, prepared):
+            if ruler == "none" and REJECT in classes:
+                lb = REJECT  # nothing stained: no cell to name
+            out.append({
                 "image": str(p),
                 "label": lb,
+                "group": group_of(lb) if lb in _LABEL_SET else lb,
                 "probability": float(pr.max()),
-                "probabilities": {c: round(float(v), 5) for c, v in zip(clf.io.classes, pr)},
-            }
-            for p, lb, pr in zip(part, labels, probs)
-        ]
+                "p_blast": float(pr[classes.index("blast")]) if "blast" in classes else 0.0,
+                "probabilities": {c: round(float(v), 5) for c, v in zip(classes, pr)},
+                "mpp": round(float(src), 5),
+                "mpp_source": ruler,
+            })
         if progress is not None:
             progress(len(out), len(paths))
     return out

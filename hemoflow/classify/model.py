@@ -38,6 +38,7 @@ __all__ = [
     "load_model",
     "load_default_model",
     "save_model",
+    "labels_from_probs",
     "FORMAT",
 ]
 
@@ -309,8 +310,35 @@ class WbcClassifier:
             Softmax probabilities in the order of ``io.classes``.
         """
         probs = self.predict_proba(crops, batch_size=batch_size, tta=tta)
-        idx = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
-        return [self.io.classes[i] for i in idx], probs
+        return labels_from_probs(probs, self.io.classes, abstain_below=self.abstain_below), probs
+
+    @property
+    def abstain_below(self) -> float:
+        """The confidence rule: a cell whose most probable label has less than this
+        probability is reported as ``not_identifiable`` (0: never; from the weights'
+        metadata ``abstain_below``)."""
+        return float(self.metadata.get("abstain_below", 0.0))
+
+
+def labels_from_probs(probs: np.ndarray, classes: Sequence[str], *, abstain_below: float = 0.0) -> list[str]:
+    """Most probable label per row; ``not_identifiable`` where its probability is below
+    ``abstain_below`` (when the classes hold that label).
+
+    >>> labels_from_probs(np.array([[0.9, 0.1, 0.0], [0.4, 0.35, 0.25]]), ("a", "b", "not_identifiable"),
+    ...                   abstain_below=0.5)
+    ['a', 'not_identifiable']
+    """
+    from hemoflow.classify.taxonomy import REJECT
+
+    probs = np.asarray(probs)
+    if len(probs) == 0:
+        return []
+    idx = probs.argmax(axis=1)
+    out = [classes[i] for i in idx]
+    if abstain_below > 0 and REJECT in classes:
+        low = probs[np.arange(len(probs)), idx] < abstain_below
+        out = [REJECT if lo else lab for lab, lo in zip(out, low)]
+    return out
 
 
 # --------------------------------------------------------------------------- files
@@ -405,5 +433,5 @@ def load_model(
 
 
 def load_default_model(**kwargs: Any) -> WbcClassifier:
-    """Load the shipped classifier (``hemoflow/classify/weights/wbc_default.pt``)."""
+    """Load the shipped classifier (``hemoflow/models/wbc_classifier.pt``)."""
     return load_model(default_weights_path(".pt"), **kwargs)

@@ -12,6 +12,10 @@ file                       what it is
 ``rbc_count_density.json`` per-basin RBC count model with density features (default)
 ``rbc_count_shape.json``   per-basin RBC count model on shape only (density network off)
 ``platelet_count.json``    per-candidate platelet model
+``wbc_classifier.pt``      the 13-label white-cell classifier, sidecar ``wbc_classifier.json``
+                           (data, split, command, validation figures with 95 % intervals)
+``wbc_init_pbc9.pt``       the earlier 9-class PBC classifier the shipped one is fine-tuned
+                           from (``hemoflow.training.wbc`` starts there), card ``.md``
 =========================  ===============================================================
 
 The coefficient files hold ``features``, ``mean``, ``std``, ``coef`` and a ``provenance``

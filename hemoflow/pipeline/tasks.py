@@ -319,27 +319,28 @@ def classify_batch(tiles: list[TileResult], batch_size: int, model_path: str | N
     """Classify the WBC crops of several tiles (of any slides) in large batches
     (``tta``: test-time augmentation, see :meth:`WbcClassifier.predict`).
 
-    Returns ``{"labels": [per tile array], "confidence": [...], "worker": address,
+    Returns ``{"labels": [per tile array], "confidence": [...], "group": [...], "p_blast": [...], "worker": address,
     "n": crops classified, "seconds": ...}``.
     """
-    from hemoflow.classify.infer import classify_crops, get_worker_model
+    from hemoflow.classify.infer import crop_columns, get_worker_model
 
     t0 = time.perf_counter()
     sizes = [t.n_wbc for t in tiles]
     crops = [t.crops for t in tiles if t.n_wbc]
-    labels: list[str] = []
-    conf = np.zeros(0, np.float32)
+    cols: dict[str, np.ndarray] = {"wbc_type": np.zeros(0, object), "wbc_confidence": np.zeros(0, np.float32),
+                                   "group": np.zeros(0, object), "p_blast": np.zeros(0, np.float32)}
     if crops:
         batch = np.concatenate(crops)
         model = get_worker_model(model_path) if model_path else None
-        labels, probs = classify_crops(batch, model=model, batch_size=batch_size, tta=tta)
-        conf = np.asarray(probs, dtype=np.float32).max(axis=1)
-    out_l, out_c, i = [], [], 0
+        cols = crop_columns(batch, model=model, batch_size=batch_size, tta=tta)
+    per_tile: dict[str, list[np.ndarray]] = {k: [] for k in cols}
+    i = 0
     for n in sizes:
-        out_l.append(np.asarray(labels[i : i + n], dtype=object))
-        out_c.append(conf[i : i + n])
+        for k, v in cols.items():
+            per_tile[k].append(v[i : i + n])
         i += n
-    return {"labels": out_l, "confidence": out_c, "worker": _worker_address(), "n": int(sum(sizes)),
+    return {"labels": per_tile["wbc_type"], "confidence": per_tile["wbc_confidence"], "group": per_tile["group"],
+            "p_blast": per_tile["p_blast"], "worker": _worker_address(), "n": int(sum(sizes)),
             "n_cells": int(sum(t.n_cells for t in tiles)), "n_tiles": len(tiles),
             "n_resumed": int(sum(t.resumed for t in tiles)), "seconds": time.perf_counter() - t0}
 
@@ -365,25 +366,31 @@ def finalize_slide(plan: SlidePlan, tiles: list[TileResult], labels: list[tuple[
     from hemoflow.report.gallery import write_review_crops
 
     order = sorted(range(len(tiles)), key=lambda i: tiles[i].tile)
-    tables, types, confs = [], [], []
+    tables, types, confs, groups, pblast = [], [], [], [], []
     for i in order:
         t = tiles[i]
         batch, pos = labels[i]
         tables.append(t.table)
         n = t.n_cells
-        wt = np.full(n, "", dtype=object)
-        wc = np.full(n, np.nan)
+        wt, wg = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+        wc, wp = np.full(n, np.nan), np.full(n, np.nan)
         if t.n_wbc:
             is_wbc = np.asarray(t.table["cls"]) == "wbc"
             wt[is_wbc] = batch["labels"][pos]
             wc[is_wbc] = batch["confidence"][pos]
+            wg[is_wbc] = batch["group"][pos]
+            wp[is_wbc] = batch["p_blast"][pos]
         types.append(wt)
         confs.append(wc)
+        groups.append(wg)
+        pblast.append(wp)
     table = concat_tables(tables)
     df = pd.DataFrame({k: v for k, v in table.items()})
     if len(df):
         df["wbc_type"] = np.concatenate(types).astype(str)
         df["wbc_confidence"] = np.concatenate(confs)
+        df["group"] = np.concatenate(groups).astype(str)
+        df["p_blast"] = np.concatenate(pblast)
     else:
         df = _empty_cells()
     df.insert(0, "slide", plan.entry.slide_id)

@@ -65,7 +65,7 @@ def test_default_io_config_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'; print(io.input_size, io.mpp, len(io.classes))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0] == "96"
+    assert out[0] == "80"
     io = default_io_config()
     assert float(out[1]) == io.mpp and int(out[2]) == len(io.classes)
 

@@ -56,7 +56,9 @@ def test_classify_images(tmp_path, tiny_weights):
     assert [r["image"] for r in out] == [str(p) for p in paths]
     for r in out:
         assert r["label"] in clf.io.classes
-        assert set(r) == {"image", "label", "probability", "probabilities"}
+        assert set(r) == {"image", "label", "group", "probability", "p_blast", "probabilities", "mpp", "mpp_source"}
+        assert r["mpp"] == 0.2 and r["mpp_source"] == "given"
+        assert r["group"] == r["label"] and r["p_blast"] == 0.0  # a model without blast or stage labels
         assert r["probability"] == pytest.approx(max(r["probabilities"].values()), abs=1e-4)
     # default = test-time augmentation over the 8 flips/turns of each prepared crop
     crops = np.stack([infer.prepare_cell_image(np.asarray(Image.open(p).convert("RGB")), mpp=0.2,

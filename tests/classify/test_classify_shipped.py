@@ -1,19 +1,19 @@
-"""The shipped model: loads, predicts, and holds up on held-out real cells and synthetic slides."""
+"""The shipped 13-label model: contract, provenance, abstention on non-cells, real held-out cells."""
 
 from __future__ import annotations
 
-import functools
+import json
 
 import numpy as np
+import pandas as pd
 import pytest
-from _require import require
+from PIL import Image
 
 from hemoflow.classify import infer
 from hemoflow.classify.config import default_io_config, default_weights_path
-from hemoflow.classify.evaluation import degrade, evaluate_pbc, pbc_heldout, synthetic_agreement
 from hemoflow.classify.model import load_default_model
-
-PBC8 = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
+from hemoflow.classify.taxonomy import LABELS, REJECT, group_of
+from hemoflow.training.splits import cell_split
 
 
 @pytest.fixture(scope="module")
@@ -23,46 +23,71 @@ def clf():
 
 def test_shipped_model_contract(clf):
     assert clf.io == default_io_config()
-    assert set(PBC8) <= set(clf.io.classes)
-    assert clf.io.input_size == 96
-    assert default_weights_path(".pt").stat().st_size < 10e6
-    meta = clf.metadata
-    assert len(meta["training_data_sha256"]) == 64
+    assert clf.io.classes == LABELS
+    assert default_weights_path(".pt").stat().st_size < 5e6
+    side = json.loads(default_weights_path(".json").read_text())
+    assert side["sha256"] == clf.sha256
+    for key in ("data", "split", "command", "metrics", "abstain_below"):
+        assert key in side, key
+    tasks = side["metrics"]["tasks"]
+    assert side["metrics"]["kind"] == "validation"
+    for name in ("pbc_8class_group", "pbc_maturation_5class", "marrow_6class"):
+        mr = tasks[name]["macro_recall"]
+        assert mr["ci_low"] <= mr["value"] <= mr["ci_high"]
+    assert 0 < clf.abstain_below < 1
+
+
+def test_crop_columns_carry_group_and_p_blast(clf):
     s = clf.io.input_size
-    labels, probs = clf.predict(np.full((3, s, s, 3), 230, np.uint8))
-    assert len(labels) == 3 and probs.shape == (3, len(clf.io.classes))
+    crops = np.random.default_rng(0).integers(0, 256, (5, s, s, 3), dtype=np.uint8)
+    cols = infer.crop_columns(crops, clf)
+    assert set(cols) == {"wbc_type", "wbc_confidence", "group", "p_blast"}
+    assert all(lab in LABELS for lab in cols["wbc_type"])
+    assert list(cols["group"]) == [group_of(lab) for lab in cols["wbc_type"]]
+    assert np.all((cols["p_blast"] >= 0) & (cols["p_blast"] <= cols["wbc_confidence"] + 1e-6))
 
 
-@pytest.fixture(scope="module")
-def heldout(data_dir):
-    require((data_dir / "pbc" / "labels.csv").exists(), "PBC originals not present")
-    return pbc_heldout(data_dir)
+def _non_cells(tmp_path):
+    rng = np.random.default_rng(11)
+    from scipy.ndimage import gaussian_filter
+
+    smooth = gaussian_filter(rng.normal(0, 1, (300, 300, 3)), (12, 12, 0))
+    images = {
+        "white": np.full((360, 363, 3), 255, np.uint8),
+        "black": np.zeros((250, 250, 3), np.uint8),
+        "grey": np.full((200, 200, 3), 128, np.uint8),
+        "purple": np.broadcast_to(np.array([120, 60, 160], np.uint8), (250, 250, 3)),
+        "noise": rng.integers(0, 256, (250, 250, 3), dtype=np.uint8),
+        "smooth_noise": ((smooth - smooth.min()) / np.ptp(smooth) * 255).astype(np.uint8),
+    }
+    paths = []
+    for name, img in images.items():
+        p = tmp_path / f"{name}.png"
+        Image.fromarray(np.ascontiguousarray(img)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_non_cell_images_never_come_back_as_confident_blasts(clf, tmp_path):
+    out = infer.classify_images(_non_cells(tmp_path), model=clf)
+    for r in out:
+        assert r["label"] != "blast" and r["p_blast"] < 0.5, r["image"]
+    flat = [r for r in out if any(k in r["image"] for k in ("white", "black", "grey", "purple"))]
+    assert all(r["label"] == REJECT for r in flat), [(r["image"], r["label"]) for r in flat]
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("tta", [False, True], ids=["single-view", "tta"])
-def test_heldout_pbc_robust_to_capture(clf, heldout, tta):
-    """Accuracy on the 240 held-out PBC originals; JPEG q70 and +-15 % resizing each cost
-    <= 1.5 points, with one view per crop (the pipeline's default) and with test-time
-    augmentation (``hemoflow classify``'s default).
-
-    Resized copies are processed with their true pixel size (0.1 / scale), as the pipeline
-    does when the scanner reports it. Crops are resampled with Pillow here (fast); the
-    pipeline's own cropper gives the figures of ``scripts/evaluate_classifier.py``.
-    """
-    images, labels = heldout
-    predict = functools.partial(clf.predict, tta=tta)
-    clean = evaluate_pbc(predict, images, labels, clf.io, classes=PBC8, cropper="pil")
-    assert clean["accuracy"] >= 0.9, clean
-    for kw in ({"jpeg_quality": 70}, {"scale": 0.85}, {"scale": 1.15}):
-        imgs = [degrade(im, **kw) for im in images]
-        m = evaluate_pbc(predict, imgs, labels, clf.io, mpp=0.1 / kw.get("scale", 1.0), classes=PBC8,
-                         cropper="pil")
-        assert m["accuracy"] >= clean["accuracy"] - 0.015, (kw, m["accuracy"], clean["accuracy"])
-
-
-def test_synthetic_differential_agrees_with_truth(clf):
-    types = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
-    m = synthetic_agreement(clf, n_fields=3, n_wbc=12, wbc_mix={t: 1.0 for t in types})
-    assert m["n"] >= 30 and set(m["recall"]) == set(types)
-    assert m["agreement"] >= 0.95, m
+def test_marrow_validation_blasts_without_mpp(clf, data_dir):
+    """Marrow cells held out from training, through the CLI path with no pixel size:
+    blasts are found and few other cells are called blasts (floors well under the
+    validation figures in the model's sidecar, which come from all 380 cells)."""
+    df = pd.read_csv(data_dir / "marrow_mll" / "labels.csv")
+    val = df[[cell_split("marrow_mll", p) == "validation" for p in df["path"]]]
+    pick = pd.concat([g.head(12) for _, g in val.groupby("label")])
+    out = infer.classify_images([data_dir / "marrow_mll" / p for p in pick["path"]], model=clf)
+    pred = np.array([r["label"] for r in out])
+    truth = pick["label"].to_numpy()
+    blast = truth == "blast"
+    assert (pred[blast] == "blast").mean() >= 0.6  # sidecar: sensitivity 0.79 [0.67, 0.89]
+    assert (pred[~blast] == "blast").mean() <= 0.3  # sidecar: specificity 0.80 [0.75, 0.84]
+    assert all(r["mpp_source"] in ("rbc", "wbc") for r in out)
