@@ -226,13 +226,7 @@ def ingest(
     >>> info.shape, info.mpp, info.n_levels                            # doctest: +SKIP
     ((2967, 2220), 0.499, 3)
     """
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 16:
-        raise HemoflowError(f"chunk must be an integer >= 16, got {chunk!r}")
-    chunk = int(chunk)
-    if mpp is not None and not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
-        raise HemoflowError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
-    if levels is not None and (not isinstance(levels, (int, np.integer)) or levels < 1):
-        raise HemoflowError(f"levels must be a positive integer, got {levels!r}")
+    chunk = _check_args(chunk, mpp, levels)
     codecs = _codec(compressor)
     threads = max(1, int(threads if threads is not None else min(4, os.cpu_count() or 1)))
 
@@ -241,43 +235,74 @@ def ingest(
     with open_tiff(src, storage_options) as source:
         perm, axes = ngff_axes(source.axes, source.shape)
         final_mpp = float(mpp) if mpp is not None else source.mpp
-        storage.check_writable(dest, storage_options)
-        if storage.exists(dest, storage_options):
-            if not overwrite:
-                raise StorageError(
-                    f"output {shown_dest!r} already exists; pass overwrite=True to replace it"
-                )
-            if storage.is_remote(dest):
-                _remove_remote(dest, storage_options)
-        remote = storage.is_remote(dest)
-        local_dest = None if remote else os.path.abspath(
-            dest[7:] if dest.startswith("file://") else dest
+        _prepare_dest(dest, shown_dest, storage_options, overwrite)
+        n_levels = _write_atomically(
+            source, dest, perm, axes, final_mpp, chunk, levels, codecs, threads, storage_options
         )
-        target = dest if remote else f"{local_dest}.{secrets.token_hex(4)}.partial"
-        try:
-            n_levels = _write(
-                source, target, perm, axes, final_mpp, chunk, levels, codecs, threads,
-                storage_options,
-            )
-            if local_dest is not None:
-                _replace_dir(target, local_dest)
-        except BaseException:
-            if local_dest is not None:
-                shutil.rmtree(target, ignore_errors=True)
-            raise
         h, w = source.height, source.width
-        info = SlideInfo(
-            url=shown_dest,
-            shape=(h, w),
-            dtype=str(source.dtype),
-            mpp=final_mpp,
-            n_levels=n_levels,
-            axes=axes,
-            source=source.path,
-        )
+        info = SlideInfo(url=shown_dest, shape=(h, w), dtype=str(source.dtype), mpp=final_mpp,
+                         n_levels=n_levels, axes=axes, source=source.path)
     logger.info("ingested %s -> %s: %dx%d, %d levels, mpp=%s", info.source, info.url, h, w,
                 n_levels, final_mpp)
     return info
+
+
+def _check_args(chunk: Any, mpp: Any, levels: Any) -> int:
+    """Validate :func:`ingest`'s numeric options; returns ``chunk`` as an int."""
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 16:
+        raise HemoflowError(f"chunk must be an integer >= 16, got {chunk!r}")
+    if mpp is not None and not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
+        raise HemoflowError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+    if levels is not None and (not isinstance(levels, (int, np.integer)) or levels < 1):
+        raise HemoflowError(f"levels must be a positive integer, got {levels!r}")
+    return int(chunk)
+
+
+def _prepare_dest(
+    dest: str, shown_dest: str, storage_options: Mapping[str, Any] | None, overwrite: bool
+) -> None:
+    """Refuse an existing image unless ``overwrite``; remove a remote one now (a local one
+    is swapped out only once the new image is complete, see :func:`_replace_dir`)."""
+    storage.check_writable(dest, storage_options)
+    if storage.exists(dest, storage_options):
+        if not overwrite:
+            raise StorageError(
+                f"output {shown_dest!r} already exists; pass overwrite=True to replace it"
+            )
+        if storage.is_remote(dest):
+            _remove_remote(dest, storage_options)
+
+
+def _write_atomically(
+    source: TiffSlideSource,
+    dest: str,
+    perm: list[int],
+    axes: tuple[str, ...],
+    mpp: float | None,
+    chunk: int,
+    levels: int | None,
+    codecs: Any,
+    threads: int,
+    storage_options: Mapping[str, Any] | None,
+) -> int:
+    """Write the pyramid: in place on S3, via ``<dest>.<token>.partial`` and a rename locally."""
+    remote = storage.is_remote(dest)
+    local_dest = None if remote else os.path.abspath(
+        dest[7:] if dest.startswith("file://") else dest
+    )
+    target = dest if remote else f"{local_dest}.{secrets.token_hex(4)}.partial"
+    try:
+        n_levels = _write(
+            source, target, perm, axes, mpp, chunk, levels, codecs, threads,
+            storage_options,
+        )
+        if local_dest is not None:
+            _replace_dir(target, local_dest)
+    except BaseException:
+        if local_dest is not None:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return n_levels
 
 
 def _remove_remote(dest: str, storage_options: Mapping[str, Any] | None) -> None:

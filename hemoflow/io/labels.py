@@ -172,13 +172,7 @@ def write_points_labels(
     _check_arguments(cells, shape, downsample, values, shape_kind, chunk)
     ds, chunk = int(downsample), int(chunk)
     group = _open_image(image, storage_options)
-    if mpp is None:
-        mpp = _parent_mpp(group)
-        if mpp is None:
-            raise HemoflowError("mpp not given and not found in the image's multiscales")
-    mpp = float(mpp)
-    if not math.isfinite(mpp) or mpp <= 0:
-        raise HemoflowError(f"mpp must be positive, got {mpp!r}")
+    mpp = _label_mpp(group, mpp)
 
     H, W = (int(s) for s in shape)
     lh, lw = -(-H // ds), -(-W // ds)
@@ -186,25 +180,9 @@ def write_points_labels(
     cls = cells["cls"].astype(str).to_numpy()
     geom = _cell_geometry(cells, cls, values, shape_kind, ds, mpp)
 
-    labels_grp = group.require_group("labels")
-    existing = labels_grp.attrs.asdict().get("ome", {}).get("labels", [])
-    labels_grp.attrs["ome"] = {
-        "version": NGFF_VERSION,
-        "labels": list(dict.fromkeys([*existing, name])),
-    }
-    target = labels_grp.create_group(name, overwrite=True)
-
-    shapes = [(lh, lw)]
-    for _ in range(1, n_levels):
-        ph, pw = shapes[-1]
-        shapes.append((-(-ph // 2), -(-pw // 2)))
-    arrays = [
-        target.create_array(
-            str(i), shape=s, chunks=(min(chunk, s[0]), min(chunk, s[1])), dtype="uint32",
-            fill_value=0, dimension_names=("y", "x"),
-        )
-        for i, s in enumerate(shapes)
-    ]
+    target = _create_label_group(group, name)
+    shapes = _level_shapes(lh, lw, n_levels)
+    arrays = _create_level_arrays(target, shapes, chunk)
     _write_finest(arrays[0], geom, lh, lw, chunk)
     _write_coarser(arrays, shapes, chunk)
     ome = {
@@ -241,6 +219,49 @@ def _check_arguments(cells, shape, downsample, values, shape_kind, chunk) -> Non
         raise HemoflowError(f"chunk must be at least 16, got {chunk!r}")
     if len(cells) >= 2**32 - 1:
         raise HemoflowError("too many cells for uint32 labels")
+
+
+def _label_mpp(group: zarr.Group, mpp: float | None) -> float:
+    """Level-0 µm per pixel: given, else from the image's multiscales."""
+    if mpp is None:
+        mpp = _parent_mpp(group)
+        if mpp is None:
+            raise HemoflowError("mpp not given and not found in the image's multiscales")
+    mpp = float(mpp)
+    if not math.isfinite(mpp) or mpp <= 0:
+        raise HemoflowError(f"mpp must be positive, got {mpp!r}")
+    return mpp
+
+
+def _create_label_group(group: zarr.Group, name: str) -> zarr.Group:
+    """List ``name`` in ``labels/``'s ``ome.labels`` and create (or replace) ``labels/<name>``."""
+    labels_grp = group.require_group("labels")
+    existing = labels_grp.attrs.asdict().get("ome", {}).get("labels", [])
+    labels_grp.attrs["ome"] = {
+        "version": NGFF_VERSION,
+        "labels": list(dict.fromkeys([*existing, name])),
+    }
+    return labels_grp.create_group(name, overwrite=True)
+
+
+def _level_shapes(lh: int, lw: int, n_levels: int) -> list[tuple[int, int]]:
+    """``(height, width)`` of each label level, each the previous one halved, rounded up."""
+    shapes = [(lh, lw)]
+    for _ in range(1, n_levels):
+        ph, pw = shapes[-1]
+        shapes.append((-(-ph // 2), -(-pw // 2)))
+    return shapes
+
+
+def _create_level_arrays(target: zarr.Group, shapes: list[tuple[int, int]], chunk: int) -> list:
+    """One empty ``uint32`` array per label level, named ``"0"``, ``"1"``, ..."""
+    return [
+        target.create_array(
+            str(i), shape=s, chunks=(min(chunk, s[0]), min(chunk, s[1])), dtype="uint32",
+            fill_value=0, dimension_names=("y", "x"),
+        )
+        for i, s in enumerate(shapes)
+    ]
 
 
 def _open_image(image, storage_options) -> zarr.Group:

@@ -45,6 +45,64 @@ def _remap(lab, mapping):
                 row[c] = mapping[v]
 
 
+def _check_image_threshold_min_area(image: np.ndarray, threshold: float, min_area: int) -> float:
+    """Validate the arguments that need no parsing; returns the threshold as a float."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array; got {describe(image)}")
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W); got {describe(image)}")
+    if image.dtype == np.bool_ or not (
+        np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    ):
+        raise TypeError(f"image must have a real numeric dtype; got {describe(image)}")
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"threshold must be a real number; got {threshold!r}") from None
+    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
+        raise ValueError(f"min_area must be a non-negative int; got {min_area!r}")
+    return thr
+
+
+def _intensity_input(
+    intensity: np.ndarray | None, shape: tuple[int, ...], use_int: bool
+) -> tuple[np.ndarray, int | None]:
+    """The intensity array the kernels read (a dummy unless ``intensity_mean`` is wanted)
+    and its channel count (None for a 2-D or absent intensity image)."""
+    n_channels = None
+    inten = _DUMMY_INTENSITY
+    if intensity is not None:
+        inten_checked = as_intensity(intensity, shape)
+        if intensity.ndim == 3:
+            n_channels = intensity.shape[2]
+        if use_int:
+            inten = inten_checked
+    return inten, n_channels
+
+
+def _label_and_measure(
+    img: np.ndarray,
+    thr: float,
+    above: bool,
+    conn: int,
+    inten: np.ndarray,
+    use_int: bool,
+    props: Iterable[str],
+    keep_labels: bool,
+) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """Label and measure; the label image is built only where it is returned or needed."""
+    want_perimeter = "perimeter" in props
+    want_hull = "solidity" in props or "area_convex" in props
+    if keep_labels or (want_perimeter and conn == 1):
+        # the 4-connected perimeter needs labels: diagonal neighbours may be other regions
+        lab = np.empty(img.shape, dtype=np.int32)
+        nlab = _label_kernel(img, thr, above, conn == 2, lab)
+        stats = measure_kernel(lab, nlab, inten, use_int, want_perimeter, want_hull, PERIMETER_WEIGHTS)
+        return lab, stats, nlab
+    stats, nlab = _measure_without_labels(img, thr, above, conn == 2, inten, use_int, want_perimeter, want_hull)
+    return None, stats, nlab
+
+
 def threshold_label_measure(
     image: np.ndarray,
     threshold: float,
@@ -93,48 +151,16 @@ def threshold_label_measure(
     >>> t["label"].tolist(), t["area"].tolist()
     ([1], [2.0])
     """
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy array; got {describe(image)}")
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D (H, W); got {describe(image)}")
-    if image.dtype == np.bool_ or not (
-        np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
-    ):
-        raise TypeError(f"image must have a real numeric dtype; got {describe(image)}")
-    try:
-        thr = float(threshold)
-    except (TypeError, ValueError):
-        raise TypeError(f"threshold must be a real number; got {threshold!r}") from None
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
-        raise ValueError(f"min_area must be a non-negative int; got {min_area!r}")
+    thr = _check_image_threshold_min_area(image, threshold, min_area)
     conn = parse_connectivity(connectivity)
     props = parse_properties(properties)
     use_int = "intensity_mean" in props
     if use_int and intensity is None:
         raise ValueError("property 'intensity_mean' needs an intensity image; got intensity=None")
-    n_channels = None
-    inten = _DUMMY_INTENSITY
-    if intensity is not None:
-        inten_checked = as_intensity(intensity, image.shape)
-        if intensity.ndim == 3:
-            n_channels = intensity.shape[2]
-        if use_int:
-            inten = inten_checked
+    inten, n_channels = _intensity_input(intensity, image.shape, use_int)
     img = image if image.dtype.type in _IMAGE_DTYPES else image.astype(np.float64)
     img = np.ascontiguousarray(img)
-
-    want_perimeter = "perimeter" in props
-    want_hull = "solidity" in props or "area_convex" in props
-    if keep_labels or (want_perimeter and conn == 1):
-        # the 4-connected perimeter needs labels: diagonal neighbours may be other regions
-        lab = np.empty(img.shape, dtype=np.int32)
-        nlab = _label_kernel(img, thr, bool(above), conn == 2, lab)
-        stats = measure_kernel(lab, nlab, inten, use_int, want_perimeter, want_hull, PERIMETER_WEIGHTS)
-    else:
-        lab = None
-        stats, nlab = _measure_without_labels(
-            img, thr, bool(above), conn == 2, inten, use_int, want_perimeter, want_hull
-        )
+    lab, stats, nlab = _label_and_measure(img, thr, bool(above), conn, inten, use_int, props, keep_labels)
     area = stats[0]
     keep = np.flatnonzero(area[1:] >= max(int(min_area), 1)) + 1
     table = table_from_stats(props, stats, n_channels, select=keep)

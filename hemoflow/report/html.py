@@ -26,7 +26,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,76 @@ def _thumbnail_figure(
     )
 
 
+def _display_names(key: bytes | None) -> tuple[Callable[[Any], str], Callable[[str], str]]:
+    """How patient ids and slide names are shown: as given, or as keyed pseudonyms."""
+
+    def show_patient(pid: Any) -> str:
+        return pseudonymize(str(pid), key) if key else str(pid)
+
+    def show_slide(name: str) -> str:
+        return pseudonymize("slide:" + name, key, prefix="S-") if key else name
+
+    return show_patient, show_slide
+
+
+def _unique_page_name(display: str, used: set[str]) -> str:
+    """File stem for a patient page, distinct from the pages already in ``used`` and from the index."""
+    fname = _safe_name(f"patient-{display}")
+    while fname + ".html" in used or fname == "index":
+        fname += "_"
+    used.add(fname + ".html")
+    return fname
+
+
+def _patient_body(
+    p: Mapping[str, Any],
+    display: str,
+    shown: list[str],
+    show_slide: Callable[[str], str],
+    crops: list[tuple[str, Any]],
+    figures: str,
+) -> str:
+    return (
+        f"<h1>Patient {escape(display)}</h1>"
+        f"<p>Specimen: <b>{escape(p['specimen'].replace('_', ' '))}</b>. Slides ({len(shown)}): "
+        f"{escape(', '.join(shown)) or '–'}. Intervals are exact (Clopper–Pearson) "
+        f"{p.get('confidence', 0.95) * 100:g} % binomial intervals on pooled cells of all slides.</p>"
+        + excluded_section(p, show_slide)
+        + review_section(p, crops)
+        + _flags_section(p)
+        + _counts_section(p)
+        + _differential_section(p)
+        + _morphology_section(p)
+        + f"<h2>Quality control: detected cells</h2>{_legend()}{figures or '<p>No slides.</p>'}"
+    )
+
+
+def _patient_index_row(page: str, display: str, p: Mapping[str, Any], n_slides: int) -> str:
+    notable = [
+        f"{k} {d['flag']}" for k, d in p["differential"].items() if d["flag"] in ("high", "low")
+    ] + [f"{k} {p[k]['flag']} 20 %" for k in ("blast", "immature") if p[k]["flag"] == "above"]
+    notable += review_notes(p)
+    undecided = sum(d["flag"] == "indeterminate" for d in p["differential"].values()) + sum(
+        p[k]["flag"] == "indeterminate" for k in ("blast", "immature")
+    )
+    return (
+        f'<tr><td><a href="{escape(page)}">{escape(display)}</a></td>'
+        f"<td class=\"t\">{escape(p['specimen'].replace('_', ' '))}</td><td>{n_slides}</td>"
+        f"<td>{p['counts']['wbc_classified']:,}</td><td>{_num(p['blast']['percent'])}</td>"
+        f"<td class=\"t\">{escape('; '.join(notable)) or 'none'}</td><td>{undecided}</td></tr>"
+    )
+
+
+def _index_body(n_patients: int, index_rows: list[str]) -> str:
+    return (
+        f"<h1>hemoflow report: {n_patients} patient(s)</h1>"
+        "<table><tr><th>Patient</th><th class=\"t\">Specimen</th><th>Slides</th><th>WBC classified</th>"
+        "<th>Blast %</th><th class=\"t\">Outside reference / above cut-off</th><th>Indeterminate flags</th></tr>"
+        + "".join(index_rows)
+        + "</table>"
+    )
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -311,73 +381,31 @@ def write_report(
     meta = dict(results.get("meta") or {})
     thumbnails = thumbnails or {}
     by_slide = dict(tuple(cells.groupby(cells["slide"].astype(str)))) if cells is not None and "slide" in cells else {}
-
-    def show_patient(pid: Any) -> str:
-        return pseudonymize(str(pid), pseudonymize_key) if pseudonymize_key else str(pid)
-
-    def show_slide(name: str) -> str:
-        return pseudonymize("slide:" + name, pseudonymize_key, prefix="S-") if pseudonymize_key else name
+    show_patient, show_slide = _display_names(pseudonymize_key)
 
     written: list[Path] = []
     index_rows = []
     used: set[str] = set()
     for p in patients:
         display = show_patient(p.get("patient_id"))
-        fname = _safe_name(f"patient-{display}")
-        while fname + ".html" in used or fname == "index":
-            fname += "_"
-        used.add(fname + ".html")
+        path = out / f"{_unique_page_name(display, used)}.html"
         if "counts" not in p:
-            path = out / f"{fname}.html"
             path.write_text(_page(f"hemoflow – patient {display}", status_only_body(p, display, show_slide), meta),
                             encoding="utf-8")
             written.append(path)
             index_rows.append(status_index_row(path.name, display, p))
             continue
         slide_names = [str(x) for x in p.get("slides", [])]
-        shown = [show_slide(x) for x in slide_names]
+        crops = [(show_slide(x), review_crops.get(x)) for x in slide_names] if review_crops is not None else []
         figures = "".join(
             _thumbnail_figure(show_slide(x), thumbnails.get(x), by_slide.get(x), slides.get(x)) for x in slide_names
         )
-        body = (
-            f"<h1>Patient {escape(display)}</h1>"
-            f"<p>Specimen: <b>{escape(p['specimen'].replace('_', ' '))}</b>. Slides ({len(shown)}): "
-            f"{escape(', '.join(shown)) or '–'}. Intervals are exact (Clopper–Pearson) "
-            f"{p.get('confidence', 0.95) * 100:g} % binomial intervals on pooled cells of all slides.</p>"
-            + excluded_section(p, show_slide)
-            + review_section(p, [(show_slide(x), review_crops.get(x)) for x in slide_names]
-                             if review_crops is not None else [])
-            + _flags_section(p)
-            + _counts_section(p)
-            + _differential_section(p)
-            + _morphology_section(p)
-            + f"<h2>Quality control: detected cells</h2>{_legend()}{figures or '<p>No slides.</p>'}"
-        )
-        path = out / f"{fname}.html"
+        body = _patient_body(p, display, [show_slide(x) for x in slide_names], show_slide, crops, figures)
         path.write_text(_page(f"hemoflow – patient {display}", body, meta), encoding="utf-8")
         written.append(path)
-        notable = [
-            f"{k} {d['flag']}" for k, d in p["differential"].items() if d["flag"] in ("high", "low")
-        ] + [f"{k} {p[k]['flag']} 20 %" for k in ("blast", "immature") if p[k]["flag"] == "above"]
-        notable += review_notes(p)
-        undecided = sum(d["flag"] == "indeterminate" for d in p["differential"].values()) + sum(
-            p[k]["flag"] == "indeterminate" for k in ("blast", "immature")
-        )
-        index_rows.append(
-            f'<tr><td><a href="{escape(path.name)}">{escape(display)}</a></td>'
-            f"<td class=\"t\">{escape(p['specimen'].replace('_', ' '))}</td><td>{len(shown)}</td>"
-            f"<td>{p['counts']['wbc_classified']:,}</td><td>{_num(p['blast']['percent'])}</td>"
-            f"<td class=\"t\">{escape('; '.join(notable)) or 'none'}</td><td>{undecided}</td></tr>"
-        )
-    index_body = (
-        f"<h1>hemoflow report: {len(patients)} patient(s)</h1>"
-        "<table><tr><th>Patient</th><th class=\"t\">Specimen</th><th>Slides</th><th>WBC classified</th>"
-        "<th>Blast %</th><th class=\"t\">Outside reference / above cut-off</th><th>Indeterminate flags</th></tr>"
-        + "".join(index_rows)
-        + "</table>"
-    )
+        index_rows.append(_patient_index_row(path.name, display, p, len(slide_names)))
     index = out / "index.html"
-    index.write_text(_page("hemoflow report", index_body, meta), encoding="utf-8")
+    index.write_text(_page("hemoflow report", _index_body(len(patients), index_rows), meta), encoding="utf-8")
     written.append(index)
     return written
 

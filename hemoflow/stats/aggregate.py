@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -167,55 +167,69 @@ def _class_stats(area: np.ndarray, irregular: np.ndarray) -> dict[str, Any]:
 # --------------------------------------------------------------------------- core
 
 
-def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict[str, Any]:
-    _check_cells(cells)
-    specimen = _check_specimen(specimen)
-    cls, wt, lab = _labels(cells)
-    area = pd.to_numeric(cells["area_um2"], errors="coerce").to_numpy(dtype=np.float64)
-    irregular = cells["irregular"].fillna(False).astype(bool).to_numpy()
+class _Masks(NamedTuple):
+    """Which cells count as what (see the module docstring)."""
 
+    is_rbc: np.ndarray
+    is_wbc: np.ndarray
+    is_plt: np.ndarray
+    wbc_as_platelet: np.ndarray
+    nucleated_red: np.ndarray
+    leuko: np.ndarray
+    rejected: np.ndarray
+    classified: np.ndarray
+
+
+def _masks(cls: np.ndarray, wt: np.ndarray) -> _Masks:
     is_rbc, is_wbc, is_plt = cls == "rbc", cls == "wbc", cls == "platelet"
     wbc_as_platelet = is_wbc & (wt == PLATELET_LABEL)
     nucleated_red = is_wbc & np.isin(wt, list(NUCLEATED_RED))
     leuko = is_wbc & ~wbc_as_platelet & ~nucleated_red
     rejected = leuko & (wt == REJECT)
     classified = leuko & (wt != "") & ~rejected
+    return _Masks(is_rbc, is_wbc, is_plt, wbc_as_platelet, nucleated_red, leuko, rejected, classified)
 
-    n_rbc_cells = int(is_rbc.sum())
+
+def _counts(cells: pd.DataFrame, m: _Masks, wt: np.ndarray, lab: pd.DataFrame) -> dict[str, Any]:
+    n_rbc_cells = int(m.is_rbc.sum())
     if "count_weight" in cells.columns:
         # the expected number of red cells (see hemoflow.schema, count_weight)
         w = pd.to_numeric(cells["count_weight"], errors="coerce").to_numpy(dtype=np.float64)
-        n_rbc = int(np.rint(np.nansum(w[is_rbc])))
+        n_rbc = int(np.rint(np.nansum(w[m.is_rbc])))
     else:
         n_rbc = n_rbc_cells
-    n_wbc = int(leuko.sum())
-    n_plt = int(is_plt.sum() + wbc_as_platelet.sum())
-    n_nrbc = int(nucleated_red.sum())
-    n_diff = int(classified.sum())
+    n_wbc = int(m.leuko.sum())
+    n_diff = int(m.classified.sum())
     shown = np.where(lab["label"] != "", lab["label"], lab["group"])  # older labels keep their group
-    labels, label_counts = np.unique(shown[is_wbc & (wt != "")], return_counts=True)
-
-    counts = {
+    labels, label_counts = np.unique(shown[m.is_wbc & (wt != "")], return_counts=True)
+    return {
         "cells": int(len(cells)),
         "rbc": n_rbc,
         "rbc_cells": n_rbc_cells,
         "wbc": n_wbc,
-        "platelet": n_plt,
+        "platelet": int(m.is_plt.sum() + m.wbc_as_platelet.sum()),
         "wbc_classified": n_diff,
-        "wbc_unclassified": n_wbc - n_diff - int(rejected.sum()),
-        "wbc_not_identifiable": int(rejected.sum()),
-        "nucleated_rbc": n_nrbc,
+        "wbc_unclassified": n_wbc - n_diff - int(m.rejected.sum()),
+        "wbc_not_identifiable": int(m.rejected.sum()),
+        "nucleated_rbc": int(m.nucleated_red.sum()),
         "wbc_types": {str(k): int(v) for k, v in zip(labels, label_counts)},
     }
 
-    rbc_area = area[is_rbc]
-    rbc_stats = _class_stats(rbc_area, irregular[is_rbc])
-    mean, sd = rbc_stats["area_um2_mean"], rbc_stats["area_um2_sd"]
+
+def _rbc_area_histogram(rbc_area: np.ndarray) -> dict[str, Any]:
     edges = np.asarray(RBC_AREA_BIN_EDGES)
     finite_rbc = rbc_area[np.isfinite(rbc_area)]
     hist, _ = np.histogram(finite_rbc[finite_rbc < edges[-1]], bins=edges)
+    return {
+        "edges_um2": [float(e) for e in edges],
+        "counts": [int(c) for c in hist],
+        "overflow": int((finite_rbc >= edges[-1]).sum()),
+    }
 
-    # Differential.
+
+def _differential(
+    classified: np.ndarray, wt: np.ndarray, n_diff: int, *, specimen: str, confidence: float
+) -> dict[str, Any]:
     is_ref = specimen == "peripheral_blood"
     differential: dict[str, Any] = {}
     for name in WBC_TYPES:
@@ -232,19 +246,37 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
         else:
             entry.update(ref_low=None, ref_high=None, flag=NOT_APPLICABLE, cells_to_resolve=None)
         differential[name] = entry
+    return differential
 
-    def cut(members: frozenset[str]) -> dict[str, Any]:
-        k = int((classified & np.isin(wt, list(members))).sum())
-        entry = _proportion(k, n_diff, confidence=confidence)
-        flag = str(cutoff_flag(entry["ci_low"], entry["ci_high"], BLAST_CUTOFF_PERCENT))
-        entry.update(cutoff=BLAST_CUTOFF_PERCENT, flag=flag)
-        entry["cells_to_resolve"] = (
-            _resolve(k, n_diff, BLAST_CUTOFF_PERCENT, BLAST_CUTOFF_PERCENT, confidence)
-            if flag == "indeterminate"
-            else None
-        )
-        return entry
 
+def _cutoff(
+    classified: np.ndarray, wt: np.ndarray, n_diff: int, members: frozenset[str], *, confidence: float
+) -> dict[str, Any]:
+    k = int((classified & np.isin(wt, list(members))).sum())
+    entry = _proportion(k, n_diff, confidence=confidence)
+    flag = str(cutoff_flag(entry["ci_low"], entry["ci_high"], BLAST_CUTOFF_PERCENT))
+    entry.update(cutoff=BLAST_CUTOFF_PERCENT, flag=flag)
+    entry["cells_to_resolve"] = (
+        _resolve(k, n_diff, BLAST_CUTOFF_PERCENT, BLAST_CUTOFF_PERCENT, confidence)
+        if flag == "indeterminate"
+        else None
+    )
+    return entry
+
+
+def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict[str, Any]:
+    _check_cells(cells)
+    specimen = _check_specimen(specimen)
+    cls, wt, lab = _labels(cells)
+    area = pd.to_numeric(cells["area_um2"], errors="coerce").to_numpy(dtype=np.float64)
+    irregular = cells["irregular"].fillna(False).astype(bool).to_numpy()
+    m = _masks(cls, wt)
+    counts = _counts(cells, m, wt, lab)
+    n_rbc, n_wbc, n_plt = counts["rbc"], counts["wbc"], counts["platelet"]
+    n_nrbc, n_diff = counts["nucleated_rbc"], counts["wbc_classified"]
+
+    rbc_stats = _class_stats(area[m.is_rbc], irregular[m.is_rbc])
+    mean, sd = rbc_stats["area_um2_mean"], rbc_stats["area_um2_sd"]
     summary: dict[str, Any] = {
         "specimen": specimen,
         "confidence": confidence,
@@ -255,23 +287,19 @@ def _summarize(cells: pd.DataFrame, *, specimen: str, confidence: float) -> dict
         "nucleated_rbc_per_100_wbc": _div(100.0 * n_nrbc, n_wbc),
         "morphology": {
             "rbc": rbc_stats,
-            "wbc": _class_stats(area[is_wbc], irregular[is_wbc]),
-            "platelet": _class_stats(area[is_plt], irregular[is_plt]),
+            "wbc": _class_stats(area[m.is_wbc], irregular[m.is_wbc]),
+            "platelet": _class_stats(area[m.is_plt], irregular[m.is_plt]),
         },
         "rbc_indices": {
             "anisocytosis_cv_percent": _num(100.0 * sd / mean) if sd is not None and mean else None,
             "poikilocytosis_percent": rbc_stats["irregular_percent"],
         },
-        "rbc_area_histogram": {
-            "edges_um2": [float(e) for e in edges],
-            "counts": [int(c) for c in hist],
-            "overflow": int((finite_rbc >= edges[-1]).sum()),
-        },
-        "differential": differential,
-        "blast": cut(BLAST_LABELS),
-        "immature": cut(IMMATURE_LABELS),
+        "rbc_area_histogram": _rbc_area_histogram(area[m.is_rbc]),
+        "differential": _differential(m.classified, wt, n_diff, specimen=specimen, confidence=confidence),
+        "blast": _cutoff(m.classified, wt, n_diff, BLAST_LABELS, confidence=confidence),
+        "immature": _cutoff(m.classified, wt, n_diff, IMMATURE_LABELS, confidence=confidence),
     }
-    clinical = clinical_indices(lab[is_wbc], specimen=specimen, confidence=confidence)
+    clinical = clinical_indices(lab[m.is_wbc], specimen=specimen, confidence=confidence)
     summary["blast"].update(clinical.pop("blast_review"))
     summary.update(clinical)
     return summary
