@@ -134,8 +134,8 @@ def _add_other_commands(sub, commands) -> None:
                    help="folder holding pbc/, pbc_train/, pbc_maturation/, marrow_mll/ and bccd/ (default ../shared/data)")
     p.add_argument("--out", required=True, metavar="FILE", help="weights file to write (a .json sidecar is written beside it)")
     p.add_argument("--cache", default=None, metavar="DIR", help="folder for the preprocessed crops, reused by later runs")
-    p.add_argument("--steps", default="400,1000", metavar="N,N",
-                   help="batches per training round, comma-separated (default 400,1000: the shipped model's recipe)")
+    p.add_argument("--steps", default="1000,4000", metavar="N,N",
+                   help="batches per training round, comma-separated (default 1000,4000: the shipped model's recipe)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=2, metavar="N", help="torch CPU threads (default 2)")
     p.set_defaults(func=commands["train"])

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="folder for the preprocessed crops (.npz)")
     ap.add_argument("--init", default=str(INIT_WEIGHTS),
                     help="weights to start from (default: the shipped 9-class PBC model; 'none': from scratch)")
-    ap.add_argument("--steps", default="400,1000",
+    ap.add_argument("--steps", default="1000,4000",
                     help="batches per round, comma-separated: each round is one one-cycle schedule that starts "
                          "from the previous round's network, with seed + round index")
     ap.add_argument("--batch", type=int, default=64)

@@ -60,7 +60,7 @@ BCCD_TYPES: dict[str, tuple[str, ...]] = {
     "NEUTROPHIL": ("band_neutrophil", "segmented_neutrophil"), "LYMPHOCYTE": ("lymphocyte",),
     "MONOCYTE": ("monocyte",), "EOSINOPHIL": ("eosinophil",), "BASOPHIL": ("basophil",),
 }
-SOURCES = ("pbc", "marrow_mll", "bccd", "junk")
+SOURCES = ("pbc", "marrow_mll", "bccd", "junk", "synth")
 #: Bumped whenever the scale estimate, the cropping or the target sets change (part of the
 #: cache key).
 PREP_VERSION = "wbc-crops/1"
@@ -196,6 +196,8 @@ def _build(source: str, data: Path, dst_mpp: float, side: int) -> CellSet:
     elif source == "bccd":
         for name, rgb, allowed in _bccd_cells(data):
             items.append((name, rgb, allowed, bccd_split(name)))
+    elif source == "synth":
+        items.extend(_synthetic_cells(dst_mpp))
     elif source == "junk":
         for i, rgb in enumerate(junk_images(400)):
             items.append((f"junk_{i:04d}", rgb, (REJECT,), "validation" if i % 5 == 0 else "train"))
@@ -205,18 +207,49 @@ def _build(source: str, data: Path, dst_mpp: float, side: int) -> CellSet:
     mpps, rulers = np.empty(len(items)), []
     for i, (_, img, _, _) in enumerate(items):
         rgb = _read(img) if isinstance(img, Path) else img
-        crops[i], mpps[i], ruler = prepare(rgb, dst_mpp=dst_mpp, side=side)
+        if source == "synth":  # cut at the generator's known pixel size, as the pipeline cuts its crops
+            crops[i], mpps[i], ruler = center_crop_pad(rgb, side), dst_mpp, "known"
+        else:
+            crops[i], mpps[i], ruler = prepare(rgb, dst_mpp=dst_mpp, side=side)
         rulers.append(ruler)
     return CellSet(source, crops, np.stack([target_mask(a) for _, _, a, _ in items]),
                    np.array([n for n, _, _, _ in items]), np.array([s for _, _, _, s in items]),
                    np.array([_set_label(a) for _, _, a, _ in items]), mpps, np.array(rulers))
 
 
+#: Synthetic fields for the ``synth`` source: the demo's generator, every WBC type equally
+#: often, one field in five held out for validation.
+SYNTH_FIELDS, SYNTH_SEED, SYNTH_WBC_PER_FIELD = 60, 700_000, 12
+
+
+def _synthetic_cells(mpp: float) -> list[tuple[str, np.ndarray, tuple[str, ...], str]]:
+    """WBCs of :func:`hemoflow.synth.synth_field` fields generated at ``mpp``, each as a
+    window around its true centre, labelled with the generator's type (``neutrophil``
+    allows band or segmented)."""
+    from hemoflow import synth
+
+    types = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil", "blast")
+    half = int(round(BCCD_FOV_UM / mpp / 2))
+    out = []
+    for k in range(SYNTH_FIELDS):
+        rgb, truth = synth.synth_field((768, 768), mpp=mpp, seed=SYNTH_SEED + k, n_wbc=SYNTH_WBC_PER_FIELD,
+                                       wbc_mix={t: 1.0 for t in types})
+        pad = np.pad(rgb, ((half, half), (half, half), (0, 0)), mode="edge")
+        for j, (c, t) in enumerate(zip(truth["cls"], truth["type"])):
+            if c != "wbc":
+                continue
+            y, x = int(round(float(truth["y"][j]))), int(round(float(truth["x"][j])))
+            allowed = BCCD_TYPES.get(str(t).upper(), (str(t),))
+            out.append((f"synth_{k:03d}_{j:03d}", pad[y : y + 2 * half, x : x + 2 * half], allowed,
+                        "validation" if k % 5 == 0 else "train"))
+    return out
+
+
 def _data_key(source: str, data: Path, dst_mpp: float, side: int) -> str:
     h = hashlib.sha256(json.dumps([source, dst_mpp, side, list(LABELS)]).encode())
     h.update(PREP_VERSION.encode())
     folders = {"pbc": ("pbc", "pbc_maturation", "pbc_train"), "marrow_mll": ("marrow_mll",),
-               "bccd": ("bccd",), "junk": ()}[source]
+               "bccd": ("bccd",), "junk": (), "synth": ()}[source]
     for f in folders:
         h.update((data / f / "labels.csv" if f != "bccd" else data / f / "counts.csv").read_bytes())
     return h.hexdigest()[:16]
