@@ -91,7 +91,7 @@ def _grown_grid_sum(lab, keep, exclude, use_exclude, grid, n, cell, dmax):
     # distance and label as without the cap. Each pixel is final when the second pass
     # leaves it, so it is summed there (in reverse raster order). The neighbour steps
     # repeat _chamfer_passes' on purpose: shared through an inlined helper returning
-    # (distance, label) they ran at half the speed (27 Nov 2026, 2048^2 labels).
+    # (distance, label) they ran at half the speed on 2048^2 labels.
     h, w = lab.shape
     far = np.int16(dmax + 1)
     d = np.empty((h, w), np.int16)
