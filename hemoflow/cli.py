@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -276,7 +277,13 @@ def cmd_classify(args) -> int:
 
 # -- other commands -------------------------------------------------------------------
 def cmd_train(args) -> int:
+    from hemoflow.errors import OutputNotWritableError
     from hemoflow.training.wbc import main as train_main
+
+    # Checked before the half hour of training, not after it.
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise OutputNotWritableError(f"{args.out}: cannot write the weights there (no writable folder {folder})")
 
     argv = ["--data", args.data, "--out", args.out, "--steps", args.steps, "--seed", str(args.seed),
             "--threads", str(args.threads)]

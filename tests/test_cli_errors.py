@@ -237,3 +237,9 @@ def test_locked_output_names_the_cli_flag(capsys, files, tmp_path):
     assert code == EXIT_ERROR
     line = _one_error_line(err, "other-job", "--job-id")
     assert "job_id=" not in line
+
+
+def test_train_refuses_an_unwritable_output_before_training(tmp_path):
+    from hemoflow.cli import main
+
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "missing" / "w.pt")]) == 1
