@@ -233,8 +233,16 @@ def cmd_analyze(args) -> int:
 _CLASSIFY_CHUNK = 512
 
 
+def _say_pooled(scales) -> None:
+    pooled = [m for m, r in scales if r == "pooled"]
+    for value in sorted(set(pooled)):
+        n = pooled.count(value)
+        print(f"pixel size {value:.4f} µm/px for {n} images of one size (the median estimate: they are taken to "
+              "come from one camera; --mpp-per-image to estimate each alone)", file=sys.stderr)
+
+
 def cmd_classify(args) -> int:
-    from hemoflow.classify.infer import classify_images
+    from hemoflow.classify.infer import classify_images, estimate_scales
     from hemoflow.io.validate import probe_image
 
     t0 = time.perf_counter()
@@ -252,15 +260,32 @@ def cmd_classify(args) -> int:
         if total > 512:  # long runs only; stderr, so --json output stays clean
             print(f"classified {done}/{total} images ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
 
+    scales = None
+    if args.mpp is None:
+        def unreadable(img, e) -> None:
+            nonlocal bad
+            bad += 1
+            _error(e)
+
+        def measured(done: int, total: int) -> None:
+            if total > 512:
+                print(f"measured the pixel size of {done}/{total} images ({time.perf_counter() - t0:.0f}s)",
+                      file=sys.stderr, flush=True)
+
+        est = estimate_scales(good, pool=not args.mpp_per_image, on_error=unreadable, progress=measured)
+        good, scales = [g for g, e in zip(good, est) if e is not None], [e for e in est if e is not None]
+        _say_pooled(scales)
     results = []
     for i in range(0, len(good), _CLASSIFY_CHUNK):
         part = good[i : i + _CLASSIFY_CHUNK]
+        part_scales = None if scales is None else scales[i : i + _CLASSIFY_CHUNK]
         try:
-            results += classify_images(part, mpp=args.mpp, tta=not args.no_tta)
+            results += classify_images(part, mpp=args.mpp, scales=part_scales, tta=not args.no_tta)
         except HemoflowError:  # a file that passed the header check but does not decode: find it
-            for img in part:
+            for j, img in enumerate(part):
                 try:
-                    results += classify_images([img], mpp=args.mpp, tta=not args.no_tta)
+                    results += classify_images([img], mpp=args.mpp, tta=not args.no_tta,
+                                               scales=None if part_scales is None else [part_scales[j]])
                 except HemoflowError as e:
                     bad += 1
                     _error(e)

@@ -121,8 +121,12 @@ def _add_image_commands(sub, commands) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF images, one cell each")
     p.add_argument("--json", action="store_true",
                    help='print a JSON list of {"image", "label", "probability", "probabilities"}')
-    p.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
-                   help="µm per pixel of the images (default: the PBC camera's, about 0.1)")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
+                       help="µm per pixel of the images (default: estimated from each image's red cells, or its "
+                       "white cell's size; images of one size share the median estimate)")
+    scale.add_argument("--mpp-per-image", action="store_true",
+                       help="estimate each image's pixel size on its own, not one per image size")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per image (default: average over its 8 flips and quarter turns)")
     p.set_defaults(func=commands["classify"])
@@ -134,8 +138,8 @@ def _add_other_commands(sub, commands) -> None:
                    help="folder holding pbc/, pbc_train/, pbc_maturation/, marrow_mll/ and bccd/ (default ../shared/data)")
     p.add_argument("--out", required=True, metavar="FILE", help="weights file to write (a .json sidecar is written beside it)")
     p.add_argument("--cache", default=None, metavar="DIR", help="folder for the preprocessed crops, reused by later runs")
-    p.add_argument("--steps", default="1000,4000", metavar="N,N",
-                   help="batches per training round, comma-separated (default 1000,4000: the shipped model's recipe)")
+    p.add_argument("--steps", default="1000,6000", metavar="N,N",
+                   help="batches per training round, comma-separated (default 1000,6000: the shipped model's recipe)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=2, metavar="N", help="torch CPU threads (default 2)")
     p.set_defaults(func=commands["train"])

@@ -15,12 +15,17 @@ bootstrap for macro recall), and says which cells they are:
 Tasks: PBC 8 classes through ``group`` (``pbc/`` originals); PBC maturation 5 classes
 (``pbc/`` and ``pbc_maturation/`` originals); marrow 6 identifiable classes and 7 with
 ``not_identifiable``; BCCD 4 types through ``group``. Crops are cut as ``hemoflow classify``
-cuts them (the image's own scale estimate, no ``--mpp``).
+cuts a batch without ``--mpp`` (each image's own scale estimate, pooled per source and
+image size).
 
 Usage::
 
     python scripts/evaluate_classifier.py [--data ../shared/data] [--model PATH.pt] [--cache DIR]
         [--tta] [--parts model,baseline,loso] [--loso-steps 100] [--loso-init W.pt] [--json-out FILE]
+        [--results docs/results/results.json]
+
+``--json-out`` writes every figure; ``--results`` adds (or replaces) the headline figures of
+the parts run in a results file (schema in ``docs/results/README.md``).
 """
 
 from __future__ import annotations
@@ -130,6 +135,67 @@ def baseline(views, command):
                           name, command)
 
 
+#: (part, task record) -> (headline name, what it was measured on); ``{steps}`` and
+#: ``{init}`` are the leave-one-source-out run's.
+HEADLINES = {
+    ("model", "pbc_8class_group.macro_recall"): (
+        "WBC classifier: PBC 8 classes via group, macro recall (validation)",
+        "PBC validation cells (training.splits.cell_split); the initial network it was fine-tuned from was "
+        "trained on PBC cells, some of them among these"),
+    ("model", "pbc_maturation_5class.macro_recall"): (
+        "WBC classifier: PBC maturation (promyelocyte to segmented), macro recall (validation)",
+        "PBC validation cells with a maturation stage"),
+    ("model", "marrow_6class.macro_recall"): (
+        "WBC classifier: marrow 6 identifiable classes, macro recall (validation)",
+        "marrow_mll validation cells (another laboratory, MGG stain, no --mpp: pooled scale estimate)"),
+    ("model", "marrow_6class.blast_sensitivity"): ("WBC classifier: marrow blast sensitivity (validation)",
+                                                   "marrow_mll validation cells"),
+    ("model", "marrow_6class.blast_precision"): ("WBC classifier: marrow blast precision (validation)",
+                                                 "marrow_mll validation cells"),
+    ("model", "marrow_6class.blast_specificity"): ("WBC classifier: marrow blast specificity (validation)",
+                                                   "marrow_mll validation cells"),
+    ("model", "bccd_4class_group.macro_recall"): (
+        "WBC classifier: BCCD 4 types via group, macro recall (validation)",
+        "single-WBC BCCD validation fields (bccd_split)"),
+    ("loso", "marrow_6class.macro_recall"): (
+        "Leave one source out: marrow held out, 6-class macro recall",
+        "every marrow_mll cell; network trained {steps} batches {init} on PBC + BCCD only (not the shipped network)"),
+    ("loso", "marrow_6class.blast_sensitivity"): (
+        "Leave one source out: marrow held out, blast sensitivity",
+        "every marrow_mll blast; network trained {steps} batches {init} on PBC + BCCD only (not the shipped network)"),
+    ("loso", "bccd_4class_group.macro_recall"): (
+        "Leave one source out: BCCD held out, 4 types via group, macro recall",
+        "every single-WBC BCCD field; network trained {steps} batches {init} on PBC + marrow only"),
+    ("loso", "pbc_8class_group.macro_recall"): (
+        "Leave one source out: PBC held out, 8 classes via group, macro recall",
+        "every PBC cell; network trained {steps} batches {init} on marrow + BCCD only (an initial network, "
+        "when one is named, was trained on PBC cells)"),
+    ("baseline", "marrow_6class.macro_recall"): (
+        "Classical baseline (features + logistic regression): marrow 6-class macro recall (validation)",
+        "marrow_mll validation cells"),
+    ("baseline", "pbc_8class_group.macro_recall"): (
+        "Classical baseline (features + logistic regression): PBC 8 classes macro recall (validation)",
+        "PBC validation cells"),
+}
+
+
+def headlines(part: str, recs: list[dict], args) -> list[dict]:
+    """The headline records of one part, in percent, named as in the results file."""
+    init = f"from {Path(args.loso_init).name}" if args.loso_init else "from scratch"
+    out = []
+    for r in recs:
+        if (part, r["name"]) not in HEADLINES or (part == "model" and "validation" not in r["data"]):
+            continue
+        name, data = HEADLINES[(part, r["name"])]
+        kind = r["kind"]
+        if part == "loso" and r["name"].startswith("pbc") and args.loso_init:
+            kind = "trained"  # the initial network was trained on PBC cells
+        out.append({"name": name, **{k: round(100 * r[k], 1) for k in ("value", "ci_low", "ci_high")},
+                    "n": r["n"], "unit": "%", "data": data.format(steps=args.loso_steps, init=init), "kind": kind,
+                    "model": r["model"].removesuffix(" tta"), "command": r["command"]})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -144,26 +210,43 @@ def main(argv=None) -> int:
                     help="weights to start each leave-one-source-out run from (default: from scratch)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--results", default=None, metavar="RESULTS_JSON",
+                    help="add this run's headline figures to a results file (docs/results/results.json)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     torch.set_num_threads(args.threads)
-    command = "python scripts/evaluate_classifier.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    # the command that reproduces the figures: where the crops are cached or written changes none of them
+    given, shown, skip = list(sys.argv[1:] if argv is None else argv), [], False
+    for a in given:
+        if skip or a.split("=")[0] in ("--cache", "--json-out", "--results"):
+            skip = not skip and "=" not in a
+            continue
+        shown.append(a)
+    command = " ".join(["python scripts/evaluate_classifier.py", *shown])
     parts = set(args.parts.split(","))
     sets = load_sources(args.data, dst_mpp=CACHE_MPP, side=CACHE_SIDE, cache=args.cache)
     views = _views(sets, Path(args.data))
-    recs = []
+    recs, heads = [], []
     if "model" in parts:
         clf = load_model(args.model) if args.model else load_default_model()
         model_name = f"{Path(args.model).name if args.model else 'wbc_classifier.pt'} ({clf.sha256[:12]})"
-        recs += evaluate_model(lambda cs: clf.predict_proba(centre(cs.crops, clf.io), tta=args.tta), views,
-                               args.splits.split(","), model_name + (" tta" if args.tta else ""), command)
+        part = evaluate_model(lambda cs: clf.predict_proba(centre(cs.crops, clf.io), tta=args.tta), views,
+                              args.splits.split(","), model_name + (" tta" if args.tta else ""), command)
+        recs, heads = recs + part, heads + headlines("model", part, args)
     if "baseline" in parts:
-        recs += baseline(views, command)
+        part = baseline(views, command)
+        recs, heads = recs + part, heads + headlines("baseline", part, args)
     if "loso" in parts:
-        recs += loso(sets, views, args.loso_steps, 0, args.threads, command, init=args.loso_init,
-                     held_out=args.loso_held_out.split(","))
+        part = loso(sets, views, args.loso_steps, 0, args.threads, command, init=args.loso_init,
+                    held_out=args.loso_held_out.split(","))
+        recs, heads = recs + part, heads + headlines("loso", part, args)
+    if args.results:
+        sys.path.insert(0, str(REPO / "scripts"))
+        from results_table import upsert
+
+        upsert(args.results, heads)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(recs, indent=1) + "\n")
     return 0

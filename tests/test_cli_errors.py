@@ -179,6 +179,35 @@ def test_classify_batch_reports_each_bad_image_and_goes_on(capsys, files):
     assert [r["image"] for r in json.loads(out)] == [str(files / "cell.png")]
 
 
+def test_classify_without_mpp_reports_undecodable_images_and_goes_on(capsys, files):
+    """Without --mpp every image is read once to measure its scale: a file that decodes
+    badly is reported there, once, and the others are classified."""
+    imgs = [files / "cell.png", files / "bad_tile.tif", files / "truncated.tif"]
+    code, out, err = _cli(capsys, "classify", *imgs, "--json", "--no-tta")
+    assert code == EXIT_PARTIAL, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("hemoflow: error: ")]
+    assert sorted(e.split(": ")[2] for e in errors) == sorted(str(p) for p in imgs[1:]) and "Traceback" not in err
+    assert [r["image"] for r in json.loads(out)] == [str(files / "cell.png")]
+
+
+def test_classify_pools_the_pixel_size_of_same_size_images(capsys, tmp_path):
+    """Images of one size share one estimated pixel size (said on stderr); --mpp-per-image
+    measures each alone."""
+    rgb, _ = synth.synth_field((768, 768), mpp=0.25, seed=11, n_wbc=12)
+    paths = []
+    for i in range(9):  # nine 100-px windows of one field: one camera, one pixel size
+        y, x = 60 + (i // 3) * 220, 60 + (i % 3) * 220
+        paths.append(tmp_path / f"w{i}.png")
+        Image.fromarray(rgb[y : y + 100, x : x + 100]).save(paths[-1])
+    code, out, err = _cli(capsys, "classify", *paths, "--json", "--no-tta")
+    assert code == 0, err
+    res = json.loads(out)
+    assert {r["mpp_source"] for r in res} == {"pooled"} and len({r["mpp"] for r in res}) == 1
+    assert f"for 9 images of one size" in err and "--mpp-per-image" in err
+    code, out, err = _cli(capsys, "classify", *paths, "--json", "--no-tta", "--mpp-per-image")
+    assert code == 0 and "pooled" not in {r["mpp_source"] for r in json.loads(out)} and "of one size" not in err
+
+
 # -- analyze -------------------------------------------------------------------------------
 def test_analyze_batch_reports_each_bad_image_and_goes_on(capsys, files):
     imgs = [files / "grey.png", files / "field.png", files / "u16.tif", files / "missing.png"]

@@ -20,8 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from hemoflow.classify.config import default_weights_path
+from hemoflow.errors import HemoflowError
 from hemoflow.classify.model import WbcClassifier, load_model
-from hemoflow.classify.scale import estimate_cell_mpp
+from hemoflow.classify.scale import estimate_cell_mpp, pool_estimates
 from hemoflow.classify.taxonomy import LABELS
 from hemoflow.classify.transforms import prepare_cell_image
 
@@ -30,7 +31,8 @@ try:  # distributed is a core dependency; keep this module importable without it
 except ImportError:  # pragma: no cover
     WorkerPlugin = object  # type: ignore[misc,assignment]
 
-__all__ = ["get_worker_model", "clear_model_cache", "classify_crops", "crop_columns", "classify_images", "ModelPlugin"]
+__all__ = ["get_worker_model", "clear_model_cache", "classify_crops", "crop_columns", "classify_images",
+           "estimate_scales", "ModelPlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +163,50 @@ def _read_rgb(path: str | os.PathLike) -> np.ndarray:
     return read_rgb8(path)
 
 
-def _prepare(rgb: np.ndarray, mpp: float | None, io) -> tuple[np.ndarray, float, str]:
-    """Crop at the model's pixel size; the image's own scale estimate when ``mpp`` is None."""
-    if mpp is not None:
-        ruler = "given"
-        src = float(mpp)
-    else:
-        src, ruler = estimate_cell_mpp(rgb)
-    return prepare_cell_image(rgb, mpp=src, size=io.input_size, dst_mpp=io.mpp), src, ruler
+def estimate_scales(
+    paths: Sequence[str | os.PathLike], *, pool: bool = True, on_error=None, progress=None,
+) -> list[tuple[float, str] | None]:
+    """Pixel size and ruler of each single-cell image, estimated from the images themselves.
+
+    Each image is measured on its own (:func:`hemoflow.classify.scale.estimate_cell_mpp`);
+    with ``pool`` (default), images of the same size then share the median estimate of
+    their group (:func:`hemoflow.classify.scale.pool_estimates`: one camera, one pixel
+    size), so the size of a cell stays a cue the model can use.
+
+    An image that cannot be read raises, unless ``on_error(path, exc)`` is given: then it
+    is reported there, its entry is None and it takes no part in the pooling.
+    ``progress(done, total)`` is called every 256 images.
+    """
+    mpps, rulers, shapes, ok = [], [], [], []
+    for k, p in enumerate(paths):
+        try:
+            rgb = _read_rgb(p)
+        except HemoflowError as e:
+            if on_error is None:
+                raise
+            on_error(p, e)
+            ok.append(False)
+            continue
+        m, r = estimate_cell_mpp(rgb)
+        mpps.append(m)
+        rulers.append(r)
+        shapes.append(rgb.shape[:2])
+        ok.append(True)
+        if progress is not None and (k + 1) % 256 == 0:
+            progress(k + 1, len(paths))
+    if pool:
+        pooled, rulers = pool_estimates(mpps, rulers, shapes)
+        mpps = [float(v) for v in pooled]
+    it = iter(zip(mpps, rulers))
+    return [next(it) if good else None for good in ok]
 
 
 def classify_images(
     paths: Sequence[str | os.PathLike],
     *,
     mpp: float | None = None,
+    scales: Sequence[tuple[float, str]] | None = None,
+    pool: bool = True,
     model: WbcClassifier | None = None,
     batch_size: int = 256,
     tta: bool = True,
@@ -185,8 +217,10 @@ def classify_images(
 
     Each image is resampled from its pixel size to the model's ``io.mpp`` and
     centre-cropped/padded to ``io.input_size``. The pixel size is ``mpp`` when given, else
-    estimated from the image itself (:func:`hemoflow.classify.scale.estimate_cell_mpp`:
-    the red cells around the white cell, or failing those the white cell's own size).
+    ``scales[i]`` (``(mpp, ruler)`` per image, as :func:`estimate_scales` returns) when
+    given, else estimated here by :func:`estimate_scales` (the red cells around the white
+    cell, or failing those the white cell's own size; with ``pool``, one median per image
+    size).
     ``tta`` (default on: a handful of images costs little) averages the softmax over each
     crop's 8 flips and quarter turns (:meth:`WbcClassifier.predict`).
 
@@ -203,20 +237,28 @@ def classify_images(
         Per image: ``image`` (the path as given), ``label``, ``group`` (its differential
         group), ``probability`` (of the top class), ``p_blast``, ``probabilities``
         (class -> p), ``mpp`` (the pixel size used) and ``mpp_source`` (``given``,
-        ``rbc``, ``wbc`` or ``none``) — the JSON contract of ``hemoflow classify --json``.
+        ``pooled``, ``rbc``, ``wbc`` or ``none``) — the JSON contract of
+        ``hemoflow classify --json``.
     """
     from hemoflow.classify.taxonomy import REJECT, group_of
 
     clf = model if model is not None else get_worker_model()
     classes = clf.io.classes
     paths = list(paths)
+    if mpp is not None:
+        scales = [(float(mpp), "given")] * len(paths)
+    elif scales is None:
+        scales = estimate_scales(paths, pool=pool)
+    if len(scales) != len(paths):
+        raise ValueError(f"scales: {len(scales)} entries for {len(paths)} images")
     out: list[dict[str, Any]] = []
     step = max(1, int(chunk))
     for i in range(0, len(paths), step):
         part = paths[i : i + step]
-        prepared = [_prepare(_read_rgb(p), mpp, clf.io) for p in part]
-        labels, probs = clf.predict(np.stack([c for c, _, _ in prepared]), batch_size=batch_size, tta=tta)
-        for p, lb, pr, (_, src, ruler) in zip(part, labels, probs, prepared):
+        cut = [prepare_cell_image(_read_rgb(p), mpp=m, size=clf.io.input_size, dst_mpp=clf.io.mpp)
+               for p, (m, _) in zip(part, scales[i : i + step])]
+        labels, probs = clf.predict(np.stack(cut), batch_size=batch_size, tta=tta)
+        for p, lb, pr, (src, ruler) in zip(part, labels, probs, scales[i : i + step]):
             if ruler == "none" and REJECT in classes:
                 lb = REJECT  # nothing stained: no cell to name
             out.append({

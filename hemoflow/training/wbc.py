@@ -52,6 +52,8 @@ IO = ModelIOConfig(classes=LABELS, input_size=80, mpp=0.3, mean=(0.8478, 0.7317,
 #: scale and rotation: 32 µm).
 CACHE_MPP = 0.25
 CACHE_SIDE = 128
+#: Batches per one-cycle round of the shipped recipe (``--steps``).
+DEFAULT_STEPS = "1000,6000"
 #: The network the shipped classifier is fine-tuned from (9 PBC classes + synthetic blast).
 INIT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "wbc_init_pbc9.pt"
 #: Old 9-class head rows -> the new labels they initialise.
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="folder for the preprocessed crops (.npz)")
     ap.add_argument("--init", default=str(INIT_WEIGHTS),
                     help="weights to start from (default: the shipped 9-class PBC model; 'none': from scratch)")
-    ap.add_argument("--steps", default="1000,4000",
+    ap.add_argument("--steps", default=DEFAULT_STEPS,
                     help="batches per round, comma-separated: each round is one one-cycle schedule that starts "
                          "from the previous round's network, with seed + round index")
     ap.add_argument("--batch", type=int, default=64)

@@ -19,7 +19,8 @@ group, and the loss takes the probability of the set (so they teach the group, n
 stage).
 
 Every image is brought to the model's pixel size with the same scale estimate the
-classifier uses at inference (:func:`hemoflow.classify.scale.estimate_cell_mpp`), and
+classifier uses at inference on a batch (:func:`hemoflow.classify.infer.estimate_scales`:
+each image's own estimate, then one median per source and image size), and
 centre-cropped to a square a little larger than the network input (room for the random
 scale and rotation of training). Crops are cached as ``.npz`` per source, keyed by the
 data and the preprocessing, so a rerun skips decoding.
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hemoflow.classify.scale import estimate_cell_mpp
+from hemoflow.classify.scale import estimate_cell_mpp, pool_estimates
 from hemoflow.classify.taxonomy import IG_LABELS, LABELS, REJECT
 from hemoflow.classify.transforms import center_crop_pad, resample_to_mpp
 from hemoflow.errors import HemoflowError
@@ -63,7 +64,7 @@ BCCD_TYPES: dict[str, tuple[str, ...]] = {
 SOURCES = ("pbc", "marrow_mll", "bccd", "junk", "synth")
 #: Bumped whenever the scale estimate, the cropping or the target sets change (part of the
 #: cache key).
-PREP_VERSION = "wbc-crops/1"
+PREP_VERSION = "wbc-crops/2-pooled"
 #: BCCD fields are cut as this many µm around the annotated WBC.
 BCCD_FOV_UM = 40.0
 
@@ -111,10 +112,9 @@ def _set_label(allowed: tuple[str, ...]) -> str:
     return "ig" if set(allowed) == set(IG_LABELS) else "neutrophil"
 
 
-def prepare(rgb: np.ndarray, *, dst_mpp: float, side: int) -> tuple[np.ndarray, float, str]:
-    """One image -> (crop at ``dst_mpp``, ``side`` px square; estimated mpp; ruler)."""
-    mpp, ruler = estimate_cell_mpp(rgb)
-    return center_crop_pad(resample_to_mpp(rgb, mpp, dst_mpp), side), mpp, ruler
+def prepare(rgb: np.ndarray, *, mpp: float, dst_mpp: float, side: int) -> np.ndarray:
+    """One image at pixel size ``mpp`` -> its crop at ``dst_mpp``, ``side`` px square."""
+    return center_crop_pad(resample_to_mpp(rgb, mpp, dst_mpp), side)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -203,15 +203,24 @@ def _build(source: str, data: Path, dst_mpp: float, side: int) -> CellSet:
             items.append((f"junk_{i:04d}", rgb, (REJECT,), "validation" if i % 5 == 0 else "train"))
     else:
         raise HemoflowError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+
+    def image(img):
+        return _read(img) if isinstance(img, Path) else img
+
+    if source == "synth":  # cut at the generator's known pixel size, as the pipeline cuts its crops
+        mpps, rulers = np.full(len(items), dst_mpp), ["known"] * len(items)
+    else:  # as inference scales a batch: each image's estimate, pooled per image size
+        est, shapes = [], []
+        for _, img, _, _ in items:
+            rgb = image(img)
+            est.append(estimate_cell_mpp(rgb))
+            shapes.append(rgb.shape[:2])
+        mpps, rulers = pool_estimates([m for m, _ in est], [r for _, r in est], shapes)
     crops = np.empty((len(items), side, side, 3), np.uint8)
-    mpps, rulers = np.empty(len(items)), []
     for i, (_, img, _, _) in enumerate(items):
-        rgb = _read(img) if isinstance(img, Path) else img
-        if source == "synth":  # cut at the generator's known pixel size, as the pipeline cuts its crops
-            crops[i], mpps[i], ruler = center_crop_pad(rgb, side), dst_mpp, "known"
-        else:
-            crops[i], mpps[i], ruler = prepare(rgb, dst_mpp=dst_mpp, side=side)
-        rulers.append(ruler)
+        rgb = image(img)
+        crops[i] = center_crop_pad(rgb, side) if source == "synth" else prepare(rgb, mpp=mpps[i], dst_mpp=dst_mpp,
+                                                                             side=side)
     return CellSet(source, crops, np.stack([target_mask(a) for _, _, a, _ in items]),
                    np.array([n for n, _, _, _ in items]), np.array([s for _, _, _, s in items]),
                    np.array([_set_label(a) for _, _, a, _ in items]), mpps, np.array(rulers))

@@ -93,3 +93,39 @@ def test_classify_batch_passes_tta(tiny_weights):
         assert [len(x) for x in out["labels"]] == [3, 0, 4] and out["n"] == 7
         assert list(np.concatenate(out["labels"])) == labels
         np.testing.assert_allclose(np.concatenate(out["confidence"]), probs.max(1), atol=1e-6)
+
+
+def _cells_with_red_cells(tmp_path, n: int, side: int = 160) -> list:
+    """``n`` same-size images: a purple cell in the middle, pink 40-px red cells in corners
+    (a different pair of corners per image, so per-image estimates scatter a little)."""
+    yy, xx = np.mgrid[:side, :side]
+    corners = [(22, 22), (22, side - 22), (side - 22, 22), (side - 22, side - 22)]
+    paths = []
+    for i in range(n):
+        img = np.full((side, side, 3), (236, 226, 214), np.uint8)
+        for cy, cx in (corners[i % 4], corners[(i + 1) % 4]):
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < (19 + i % 3) ** 2] = (205, 140, 150)
+        img[(yy - side / 2) ** 2 + (xx - side / 2) ** 2 < 30 ** 2] = (95, 45, 150)
+        p = tmp_path / f"c{i}.png"
+        Image.fromarray(img).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_classify_images_pools_the_scale_of_same_size_images(tmp_path, tiny_weights):
+    clf = infer.get_worker_model(tiny_weights, device="cpu")
+    paths = _cells_with_red_cells(tmp_path, 9)
+    own = infer.classify_images(paths, model=clf, pool=False, tta=False)
+    pooled = infer.classify_images(paths, model=clf, tta=False)
+    assert {r["mpp_source"] for r in own} == {"rbc"} and len({r["mpp"] for r in own}) > 1
+    assert {r["mpp_source"] for r in pooled} == {"pooled"} and len({r["mpp"] for r in pooled}) == 1
+    assert pooled[0]["mpp"] == pytest.approx(float(np.median([r["mpp"] for r in own])), abs=1e-5)
+    # too few images of one size to pool: each keeps its own estimate
+    few = infer.classify_images(paths[:3], model=clf, tta=False)
+    assert [r["mpp"] for r in few] == [r["mpp"] for r in own[:3]]
+    # a file that cannot be read is reported and left out of the pool when asked to
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    seen = []
+    scales = infer.estimate_scales([*paths, bad], on_error=lambda p, e: seen.append(p))
+    assert seen == [bad] and scales[-1] is None and {s[1] for s in scales[:-1]} == {"pooled"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hemoflow.classify.scale import RBC_DIAMETER_UM, WBC_DIAMETER_UM, estimate_cell_mpp
+from hemoflow.classify.scale import RBC_DIAMETER_UM, WBC_DIAMETER_UM, estimate_cell_mpp, pool_estimates
 
 
 def _cell_image(side: int, rbc_d: float, wbc_d: float, rbc_centres, seed: int = 0) -> np.ndarray:
@@ -60,3 +60,37 @@ def test_estimate_does_not_depend_on_the_image_size_beyond_its_scale():
     a, _ = estimate_cell_mpp(small)
     b, _ = estimate_cell_mpp(large)
     assert a / b == pytest.approx(2.0, rel=0.1)
+
+
+def test_pooling_gives_one_pixel_size_per_image_size():
+    """Same-size images share the median of their red-cell estimates; a group too small
+    to pool, and blank images, keep their own."""
+    mpps = [0.08, 0.09, 0.085, 0.05, 0.06, 0.07, 0.08, 0.2, 0.3, 0.11, 0.12]
+    rulers = ["rbc", "rbc", "rbc", "wbc", "wbc", "wbc", "rbc", "none", "wbc", "rbc", "rbc"]
+    shapes = [(250, 250)] * 9 + [(100, 100)] * 2
+    out, src = pool_estimates(mpps, rulers, shapes, min_images=8)
+    assert src[:7] == ["pooled"] * 7 and src[7] == "none" and src[8] == "pooled"
+    assert [*out[:7], out[8]] == pytest.approx([0.0825] * 8)  # median of the four red-cell estimates
+    assert out[7] == 0.2 and list(out[9:]) == [0.11, 0.12] and src[9:] == ["rbc", "rbc"]
+
+
+def test_pooling_without_enough_red_cells_takes_every_estimate():
+    mpps = [0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.2]
+    rulers = ["wbc"] * 7 + ["rbc"]
+    out, src = pool_estimates(mpps, rulers, [(64, 64)] * 8, min_images=8, min_rbc_share=0.2)
+    assert src == ["pooled"] * 8 and list(out) == pytest.approx([0.085] * 8)
+
+
+def test_pooled_estimate_keeps_size_differences_between_cells():
+    """Two white cells of different sizes, red cells of one size: per image the white-cell
+    ruler makes both cells one size; pooled over the batch the larger cell stays larger."""
+    rng = np.random.default_rng(3)
+    imgs = []
+    for i in range(10):
+        centres = [(20, 20), (20, 180), (180, 20)] if i % 3 else []  # a third without red cells
+        imgs.append(_cell_image(200, 50.0, 60.0 + 40.0 * (i % 2), centres, seed=int(rng.integers(1000))))
+    est = [estimate_cell_mpp(im) for im in imgs]
+    own = np.array([m for m, _ in est])
+    pooled, src = pool_estimates(own, [r for _, r in est], [im.shape for im in imgs])
+    assert set(src) == {"pooled"} and len(set(pooled)) == 1
+    assert pooled[0] == pytest.approx(RBC_DIAMETER_UM / 50.0, rel=0.12)

@@ -37,6 +37,20 @@ def test_shipped_model_contract(clf):
     assert 0 < clf.abstain_below < 1
 
 
+def test_train_defaults_are_the_shipped_recipe():
+    """`hemoflow train` and `python -m hemoflow.training.wbc` with no options run the rounds
+    the shipped model's sidecar records."""
+    from hemoflow.cli import build_parser
+    from hemoflow.training.wbc import DEFAULT_STEPS
+
+    side = json.loads(default_weights_path(".json").read_text())
+    rounds = [r["steps"] for r in side["training"]["rounds"]]
+    assert [int(v) for v in DEFAULT_STEPS.split(",")] == rounds
+    args = build_parser().parse_args(["train", "--out", "w.pt"])
+    assert [int(v) for v in args.steps.split(",")] == rounds
+    assert side["command"] == "python -m hemoflow.training.wbc --data ../shared/data"
+
+
 def test_crop_columns_carry_group_and_p_blast(clf):
     s = clf.io.input_size
     crops = np.random.default_rng(0).integers(0, 256, (5, s, s, 3), dtype=np.uint8)
@@ -78,16 +92,16 @@ def test_non_cell_images_never_come_back_as_confident_blasts(clf, tmp_path):
 
 @pytest.mark.data
 def test_marrow_validation_blasts_without_mpp(clf, data_dir):
-    """Marrow cells held out from training, through the CLI path with no pixel size:
-    blasts are found and few other cells are called blasts (floors well under the
-    validation figures in the model's sidecar, which come from all 380 cells)."""
+    """All 380 marrow cells held out from training, through the CLI path with no pixel
+    size: blasts are found and few other cells are called blasts. Floors at the lower ends
+    of the 95 % intervals of the validation figures (docs/classifier.md: sensitivity 0.79
+    [0.67, 0.89], specificity 0.90 [0.85, 0.93])."""
     df = pd.read_csv(data_dir / "marrow_mll" / "labels.csv")
     val = df[[cell_split("marrow_mll", p) == "validation" for p in df["path"]]]
-    pick = pd.concat([g.head(12) for _, g in val.groupby("label")])
-    out = infer.classify_images([data_dir / "marrow_mll" / p for p in pick["path"]], model=clf)
+    out = infer.classify_images([data_dir / "marrow_mll" / p for p in val["path"]], model=clf)
     pred = np.array([r["label"] for r in out])
-    truth = pick["label"].to_numpy()
-    blast = truth == "blast"
-    assert (pred[blast] == "blast").mean() >= 0.6  # sidecar: sensitivity 0.79 [0.67, 0.89]
-    assert (pred[~blast] == "blast").mean() <= 0.3  # sidecar: specificity 0.80 [0.75, 0.84]
-    assert all(r["mpp_source"] in ("rbc", "wbc") for r in out)
+    blast = val["label"].to_numpy() == "blast"
+    assert (pred[blast] == "blast").mean() >= 0.65
+    assert (pred[~blast] == "blast").mean() <= 0.15
+    assert {r["mpp_source"] for r in out} == {"pooled"}  # one camera: one pixel size for the batch
+    assert len({r["mpp"] for r in out}) == 1
