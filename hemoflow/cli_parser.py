@@ -97,16 +97,19 @@ def _add_job_commands(sub, commands) -> None:
     p.set_defaults(func=commands["run"])
 
 
+def _scale_options(p, mpp_help: str, per_image_help: str) -> None:
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--mpp", type=positive_float, default=None, metavar="UM", help=mpp_help)
+    scale.add_argument("--mpp-per-image", action="store_true", help=per_image_help)
+
+
 def _add_image_commands(sub, commands) -> None:
     p = sub.add_parser("analyze", help="count and classify the cells of microscope fields (JPEG/PNG/TIFF)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF fields")
     p.add_argument("--json", action="store_true", help="print a JSON list (one record per image)")
-    scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
-                       help="µm per pixel (default: estimated from the RBC size; with several images, "
-                       "one median estimate for all of them)")
-    scale.add_argument("--mpp-per-image", action="store_true",
-                       help="with several images, estimate each image's pixel size on its own")
+    _scale_options(p, "µm per pixel (default: estimated from the RBC size; with several images, one median "
+                      "estimate for all of them)",
+                   "with several images, estimate each image's pixel size on its own")
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8 flips and quarter turns per crop)")
@@ -121,12 +124,9 @@ def _add_image_commands(sub, commands) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="8-bit RGB JPEG, PNG or TIFF images, one cell each")
     p.add_argument("--json", action="store_true",
                    help='print a JSON list of {"image", "label", "probability", "probabilities"}')
-    scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--mpp", type=positive_float, default=None, metavar="UM",
-                       help="µm per pixel of the images (default: estimated from each image's red cells, or its "
-                       "white cell's size; images of one size share the median estimate)")
-    scale.add_argument("--mpp-per-image", action="store_true",
-                       help="estimate each image's pixel size on its own, not one per image size")
+    _scale_options(p, "µm per pixel of the images (default: estimated from each image's red cells, or its white "
+                      "cell's size; images of one size share the median estimate)",
+                   "estimate each image's pixel size on its own, not one per image size")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per image (default: average over its 8 flips and quarter turns)")
     p.set_defaults(func=commands["classify"])
@@ -138,8 +138,8 @@ def _add_other_commands(sub, commands) -> None:
                    help="folder holding pbc/, pbc_train/, pbc_maturation/, marrow_mll/ and bccd/ (default ../shared/data)")
     p.add_argument("--out", required=True, metavar="FILE", help="weights file to write (a .json sidecar is written beside it)")
     p.add_argument("--cache", default=None, metavar="DIR", help="folder for the preprocessed crops, reused by later runs")
-    p.add_argument("--steps", default="1000,6000", metavar="N,N",
-                   help="batches per training round, comma-separated (default 1000,6000: the shipped model's recipe)")
+    p.add_argument("--steps", default="1000,6000,6000", metavar="N,N,...",
+                   help="batches per training round, comma-separated (default 1000,6000,6000: the shipped model's recipe)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=2, metavar="N", help="torch CPU threads (default 2)")
     p.set_defaults(func=commands["train"])

@@ -53,7 +53,7 @@ IO = ModelIOConfig(classes=LABELS, input_size=80, mpp=0.3, mean=(0.8478, 0.7317,
 CACHE_MPP = 0.25
 CACHE_SIDE = 128
 #: Batches per one-cycle round of the shipped recipe (``--steps``).
-DEFAULT_STEPS = "1000,6000"
+DEFAULT_STEPS = "1000,6000,6000"
 #: The network the shipped classifier is fine-tuned from (9 PBC classes + synthetic blast).
 INIT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "wbc_init_pbc9.pt"
 #: Old 9-class head rows -> the new labels they initialise.

@@ -121,7 +121,8 @@ def provenance(clf: WbcClassifier, sets: Mapping[str, CellSet], data: str | Path
                  "generated": "junk: 400 non-cell images (flat, noise, smooth noise, gradient, background)"},
         "split": "hemoflow.training.splits.cell_split (pbc*, marrow_mll: 20 % by salted sha256 of the file "
                  "stem), bccd_split (BCCD fields), junk: every 5th",
-        "scale": "hemoflow.classify.scale.estimate_cell_mpp per image, resampled to io.mpp",
+        "scale": "hemoflow.classify.scale.estimate_cell_mpp per image, pooled per source and image size "
+                 "(pool_estimates), resampled to io.mpp",
         "command": " ".join(["python -m hemoflow.training.wbc", *argv[1:]]),
         "training": dict(info),
         "metrics": {"kind": "validation", "intervals": "95 %: Clopper-Pearson; macro recall: bootstrap",
