@@ -70,6 +70,10 @@ def print_task(r: dict, kind: str, label: str) -> None:
         b = r["blast"]
         print(f"   blast sensitivity {_fmt(b['sensitivity'])}  specificity {_fmt(b['specificity'])}  "
               f"precision {_fmt(b['precision'])}  (Clopper-Pearson)")
+    if "blast_ranking" in r:
+        k = r["blast_ranking"]
+        print(f"   ranked by p_blast: average precision {k['average_precision']:.3f}, ROC AUC {k['roc_auc']:.3f}, "
+              f"best sensitivity at precision >= {k['precision']:.2f}: {k['sensitivity_at_precision']:.3f}")
 
 
 def records(r: dict, kind: str, model: str, data: str, command: str) -> list[dict]:
@@ -80,6 +84,10 @@ def records(r: dict, kind: str, model: str, data: str, command: str) -> list[dic
         out.append({"name": f"{r['task']}.recall.{c}", **{k: v[k] for k in ("value", "ci_low", "ci_high", "n")}, **base})
     for m, v in r.get("blast", {}).items():
         out.append({"name": f"{r['task']}.blast_{m}", **{k: v[k] for k in ("value", "ci_low", "ci_high", "n")}, **base})
+    for m in ("average_precision", "roc_auc", "sensitivity_at_precision"):
+        if "blast_ranking" in r:
+            out.append({"name": f"{r['task']}.blast_ranking.{m}", "value": r["blast_ranking"][m], "ci_low": None,
+                        "ci_high": None, "n": r["n"], **base})
     return out
 
 

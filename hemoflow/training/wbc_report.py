@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from scipy.stats import rankdata
 
 from hemoflow.classify.metrics import binary_figures, confusion_matrix, macro_recall, recall_table
 from hemoflow.classify.model import WbcClassifier, labels_from_probs
 from hemoflow.classify.taxonomy import LABELS, REJECT, group_of
 from hemoflow.training.wbc_data import CellSet
 
-__all__ = ["ABSTAIN_BELOW", "TASKS", "evaluate_task", "evaluate_all", "provenance"]
+__all__ = ["ABSTAIN_BELOW", "TASKS", "evaluate_task", "evaluate_all", "blast_ranking", "provenance"]
 
 #: The confidence rule of the shipped model: below this top probability a cell is
 #: ``not_identifiable``. Fixed, not fitted: a cell whose best label has under 40 % is one
@@ -66,7 +67,34 @@ def evaluate_task(name: str, cs: CellSet, probs: np.ndarray, *, abstain_below: f
     }
     if "blast" in classes:
         out["blast"] = binary_figures(truth == "blast", pred == "blast")
+        out["blast_ranking"] = blast_ranking(truth == "blast", np.asarray(probs)[keep, LABELS.index("blast")])
     return out
+
+
+def blast_ranking(is_blast: np.ndarray, p_blast: np.ndarray, *, precision: float = 0.90) -> dict[str, float]:
+    """How well ``p_blast`` ranks blasts above other cells, whatever the threshold: average
+    precision, ROC AUC (the chance that a blast outranks a non-blast, ties half), and the
+    highest sensitivity any threshold reaches at ``precision`` or better.
+
+    >>> r = blast_ranking(np.array([1, 1, 0, 0], bool), np.array([0.9, 0.4, 0.5, 0.1]))
+    >>> r["roc_auc"], r["average_precision"], r["sensitivity_at_precision"]
+    (0.75, 0.833, 0.5)
+    """
+    is_blast, p_blast = np.asarray(is_blast, bool), np.asarray(p_blast, float)
+    n_pos, n_neg = int(is_blast.sum()), int((~is_blast).sum())
+    if n_pos == 0 or n_neg == 0:
+        return {"average_precision": float("nan"), "roc_auc": float("nan"), "sensitivity_at_precision": float("nan"),
+                "precision": precision}
+    order = np.argsort(-p_blast, kind="stable")
+    hits = is_blast[order]
+    tp = np.cumsum(hits)
+    prec = tp / np.arange(1, len(hits) + 1)
+    ranks = rankdata(p_blast)
+    auc = (ranks[is_blast].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    ok = prec >= precision
+    return {"average_precision": round(float(prec[hits].mean()), 3), "roc_auc": round(float(auc), 3),
+            "sensitivity_at_precision": round(float(tp[ok].max() / n_pos) if ok.any() else 0.0, 3),
+            "precision": precision}
 
 
 def _stems(data: Path, folder: str) -> set[str]:

@@ -91,3 +91,13 @@ def test_few_step_training_is_seeded():
     s1, s2 = net1.state_dict(), net2.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert info["steps"] == 2 and math.isfinite(info["final_loss"])
+
+
+def test_blast_ranking_figures():
+    from hemoflow.training.wbc_report import blast_ranking
+
+    r = blast_ranking(np.array([1, 1, 0, 0], bool), np.array([0.9, 0.4, 0.5, 0.1]))
+    assert (r["roc_auc"], r["average_precision"], r["sensitivity_at_precision"]) == (0.75, 0.833, 0.5)
+    perfect = blast_ranking(np.array([1, 0, 1, 0, 0], bool), np.array([0.8, 0.2, 0.7, 0.1, 0.3]))
+    assert perfect == {"average_precision": 1.0, "roc_auc": 1.0, "sensitivity_at_precision": 1.0, "precision": 0.9}
+    assert np.isnan(blast_ranking(np.zeros(3, bool), np.ones(3))["roc_auc"])
