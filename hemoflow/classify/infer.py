@@ -22,7 +22,7 @@ import numpy as np
 from hemoflow.classify.config import default_weights_path
 from hemoflow.errors import HemoflowError
 from hemoflow.classify.model import WbcClassifier, load_model
-from hemoflow.classify.scale import estimate_cell_mpp, pool_estimates
+from hemoflow.classify.scale import estimate_batch
 from hemoflow.classify.taxonomy import LABELS
 from hemoflow.classify.transforms import prepare_cell_image
 
@@ -177,26 +177,24 @@ def estimate_scales(
     is reported there, its entry is None and it takes no part in the pooling.
     ``progress(done, total)`` is called every 256 images.
     """
-    mpps, rulers, shapes, ok = [], [], [], []
-    for k, p in enumerate(paths):
-        try:
-            rgb = _read_rgb(p)
-        except HemoflowError as e:
-            if on_error is None:
-                raise
-            on_error(p, e)
-            ok.append(False)
-            continue
-        m, r = estimate_cell_mpp(rgb)
-        mpps.append(m)
-        rulers.append(r)
-        shapes.append(rgb.shape[:2])
-        ok.append(True)
-        if progress is not None and (k + 1) % 256 == 0:
-            progress(k + 1, len(paths))
-    if pool:
-        pooled, rulers = pool_estimates(mpps, rulers, shapes)
-        mpps = [float(v) for v in pooled]
+    ok: list[bool] = []
+
+    def readable():
+        for k, p in enumerate(paths):
+            try:
+                rgb = _read_rgb(p)
+            except HemoflowError as e:
+                if on_error is None:
+                    raise
+                on_error(p, e)
+                ok.append(False)
+                continue
+            ok.append(True)
+            yield rgb
+            if progress is not None and (k + 1) % 256 == 0:
+                progress(k + 1, len(paths))
+
+    mpps, rulers = estimate_batch(readable(), pool=pool)
     it = iter(zip(mpps, rulers))
     return [next(it) if good else None for good in ok]
 

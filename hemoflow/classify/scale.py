@@ -40,7 +40,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["estimate_cell_mpp", "pool_estimates", "RBC_DIAMETER_UM", "WBC_DIAMETER_UM", "POOL_MIN_IMAGES"]
+__all__ = ["estimate_cell_mpp", "pool_estimates", "estimate_batch", "RBC_DIAMETER_UM", "WBC_DIAMETER_UM",
+           "POOL_MIN_IMAGES"]
 
 #: Diameter of a normal red cell on a smear, µm.
 RBC_DIAMETER_UM = 7.5
@@ -219,3 +220,21 @@ def pool_estimates(
         for i in members:
             mpps[i], out[i] = value, "pooled"
     return mpps, out
+
+
+def estimate_batch(images, *, pool: bool = True) -> tuple[list[float], list[str]]:
+    """Pixel size and ruler of each single-cell image of a batch: :func:`estimate_cell_mpp`
+    per image, then (with ``pool``) :func:`pool_estimates` over images of the same size.
+
+    ``images`` is any iterable of uint8 [H, W, 3] arrays, consumed once (images are not
+    kept), so it can read files lazily."""
+    mpps, rulers, shapes = [], [], []
+    for rgb in images:
+        m, r = estimate_cell_mpp(rgb)
+        mpps.append(m)
+        rulers.append(r)
+        shapes.append(rgb.shape[:2])
+    if pool:
+        pooled, rulers = pool_estimates(mpps, rulers, shapes)
+        mpps = [float(v) for v in pooled]
+    return mpps, rulers

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hemoflow.classify.scale import estimate_cell_mpp, pool_estimates
+from hemoflow.classify.scale import estimate_batch
 from hemoflow.classify.taxonomy import IG_LABELS, LABELS, REJECT
 from hemoflow.classify.transforms import center_crop_pad, resample_to_mpp
 from hemoflow.errors import HemoflowError
@@ -210,12 +210,7 @@ def _build(source: str, data: Path, dst_mpp: float, side: int) -> CellSet:
     if source == "synth":  # cut at the generator's known pixel size, as the pipeline cuts its crops
         mpps, rulers = np.full(len(items), dst_mpp), ["known"] * len(items)
     else:  # as inference scales a batch: each image's estimate, pooled per image size
-        est, shapes = [], []
-        for _, img, _, _ in items:
-            rgb = image(img)
-            est.append(estimate_cell_mpp(rgb))
-            shapes.append(rgb.shape[:2])
-        mpps, rulers = pool_estimates([m for m, _ in est], [r for _, r in est], shapes)
+        mpps, rulers = estimate_batch(image(img) for _, img, _, _ in items)
     crops = np.empty((len(items), side, side, 3), np.uint8)
     for i, (_, img, _, _) in enumerate(items):
         rgb = image(img)
@@ -223,7 +218,7 @@ def _build(source: str, data: Path, dst_mpp: float, side: int) -> CellSet:
                                                                              side=side)
     return CellSet(source, crops, np.stack([target_mask(a) for _, _, a, _ in items]),
                    np.array([n for n, _, _, _ in items]), np.array([s for _, _, _, s in items]),
-                   np.array([_set_label(a) for _, _, a, _ in items]), mpps, np.array(rulers))
+                   np.array([_set_label(a) for _, _, a, _ in items]), np.asarray(mpps, float), np.array(rulers))
 
 
 #: Synthetic fields for the ``synth`` source: the demo's generator, every WBC type equally
