@@ -32,12 +32,8 @@ def _cluster_opts(p: argparse.ArgumentParser) -> None:
                    help="tile core side in level-0 px (default 4096, or $HEMOFLOW_TILE_SIZE)")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8x the classification compute)")
-    p.add_argument("--no-smear-qc", action="store_true",
-                   help="count every slide, without the blood-smear QC gate that rejects tissue sections and "
-                        "other non-smears (see docs/qc.md)")
-    p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
-                   help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams), e.g. "
-                        "rbc_density_model=0; repeatable; see docs/cli.md")
+    _segmentation_options(p, "expert segmentation parameter (a field of hemoflow.stages.SegmentParams), e.g. "
+                             "rbc_density_model=0; repeatable; see docs/cli.md")
     p.add_argument("--tls-ca", default=None, metavar="FILE", help="CA certificate for a tls:// scheduler")
     p.add_argument("--tls-cert", default=None, metavar="FILE", help="client certificate for a tls:// scheduler")
     p.add_argument("--tls-key", default=None, metavar="FILE", help="client key for a tls:// scheduler")
@@ -97,6 +93,13 @@ def _add_job_commands(sub, commands) -> None:
     p.set_defaults(func=commands["run"])
 
 
+def _segmentation_options(p, param_help: str) -> None:
+    p.add_argument("--no-smear-qc", action="store_true",
+                   help="count every slide, without the blood-smear QC gate that rejects tissue sections and "
+                        "other non-smears (see docs/qc.md)")
+    p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE", help=param_help)
+
+
 def _scale_options(p, mpp_help: str, per_image_help: str) -> None:
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--mpp", type=positive_float, default=None, metavar="UM", help=mpp_help)
@@ -113,11 +116,7 @@ def _add_image_commands(sub, commands) -> None:
     p.add_argument("--no-classify", action="store_true", help="skip WBC classification")
     p.add_argument("--tta", action="store_true",
                    help="classify WBCs with test-time augmentation (8 flips and quarter turns per crop)")
-    p.add_argument("--no-smear-qc", action="store_true",
-                   help="count every slide, without the blood-smear QC gate that rejects tissue sections and "
-                        "other non-smears (see docs/qc.md)")
-    p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
-                   help="expert segmentation parameter (a field of hemoflow.stages.SegmentParams); repeatable")
+    _segmentation_options(p, "expert segmentation parameter (a field of hemoflow.stages.SegmentParams); repeatable")
     p.set_defaults(func=commands["analyze"])
 
     p = sub.add_parser("classify", help="classify single-cell images (one centred WBC per image)")
